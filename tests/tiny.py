@@ -1,0 +1,54 @@
+"""Tiny random-weight Llama models and a byte-level tokenizer, built in-process (no download).
+
+Shared by the unit tests and by the end-to-end DVC test, which saves one to a folder and
+points ``model.source`` at it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+TRAINING_TEXT = [
+    "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.",
+    "The pass key is 12345. Remember it. 12345 is the pass key. What is the pass key?",
+    "The special magic number for apple is 67890. Question: Answer:",
+    "대한민국은 민주공화국이다. 대한민국의 주권은 국민에게 있고, 모든 권력은 국민으로부터 나온다.",
+    "패스키는 12345입니다. 기억하세요. 패스키는 무엇입니까? 풀은 초록색이다. 하늘은 파랗다.",
+]
+
+
+def tiny_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    backend.train_from_iterator(TRAINING_TEXT * 4, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", bos_token="<|im_start|>",
+                                   pad_token="<|endoftext|>", model_max_length=4096)
+
+
+def tiny_llama(vocab_size: int, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=0, pad_token_id=0)
+    model = LlamaForCausalLM(config)
+    model.eval()
+    return model
+
+
+def save_tiny_model(folder: str | Path) -> Path:
+    folder = Path(folder)
+    tokenizer = tiny_tokenizer()
+    model = tiny_llama(len(tokenizer))
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
