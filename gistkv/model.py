@@ -232,3 +232,13 @@ def load_base(base_dir: str | Path, *, device: str | None = None) -> LoadedModel
 
 def params_dict(params: ModelParams) -> dict:
     return dataclasses.asdict(params)
+
+
+def load_tokenizer(base_dir: str | Path):
+    """The base tokenizer and the model's position limit, without loading weights."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    location = model_location(base_dir)
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    config = AutoConfig.from_pretrained(location)
+    return tokenizer, getattr(config, "max_position_embeddings", None)

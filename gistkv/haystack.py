@@ -1,0 +1,109 @@
+"""Haystack text that ships inside installed packages — no download.
+
+Sources (``name -> sentences``):
+
+* ``pydoc``          English: Python's own ``pydoc_data.topics`` (~465 KB of reference prose)
+* ``sklearn_descr``  English: scikit-learn's dataset descriptions (``sklearn/datasets/descr/*.rst``)
+* ``kolaw``          Korean: konlpy's bundled constitution corpus (``konlpy/data/corpus/kolaw``)
+* ``kobill``         Korean: konlpy's bundled bill texts (``konlpy/data/corpus/kobill``)
+* ``noise_en`` / ``noise_ko``  the classic synthetic "The grass is green. The sky is blue. …"
+
+    >>> from gistkv.haystack import load_sentences
+    >>> len(load_sentences("pydoc")) > 1000
+    True
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from gistkv.errors import GistkvError
+
+NOISE = {
+    "noise_en": "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.",
+    "noise_ko": "풀은 초록색이다. 하늘은 파랗다. 태양은 노랗다. 자, 간다. 갔다가 다시 돌아온다.",
+}
+DESCRIPTIONS = {
+    "pydoc": "Python standard library pydoc_data.topics (English reference prose)",
+    "sklearn_descr": "scikit-learn sklearn/datasets/descr/*.rst (English dataset descriptions)",
+    "kolaw": "konlpy data/corpus/kolaw (Korean constitution)",
+    "kobill": "konlpy data/corpus/kobill (Korean National Assembly bills)",
+    "noise_en": "synthetic repeated sentences (English)",
+    "noise_ko": "synthetic repeated sentences (Korean)",
+}
+SOURCES = tuple(DESCRIPTIONS)
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
+_CODE = re.compile(r"[{}\[\]|=<>]{2}|^\W")
+_RST_NOISE = re.compile(r"^\s*([=\-~^*#`.:|]{3,}|\.\. .*|:\w+:.*)\s*$")
+
+
+def package_dir(name: str) -> Path:
+    # find_spec does not import the package (konlpy's import would start a JVM).
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise GistkvError(f"haystack: package '{name}' is not installed (pip install {name}).")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def raw_documents(source: str) -> list[str]:
+    if source == "pydoc":
+        from pydoc_data.topics import topics
+
+        return [topics[key] for key in sorted(topics)]
+    if source == "sklearn_descr":
+        folder = package_dir("sklearn") / "datasets" / "descr"
+        return [path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.rst"))]
+    if source in ("kolaw", "kobill"):
+        folder = package_dir("konlpy") / "data" / "corpus" / source
+        return [path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.txt"))]
+    raise GistkvError(f"haystack source '{source}' unknown (known: {', '.join(SOURCES)}).")
+
+
+def split_sentences(document: str) -> list[str]:
+    lines = [line for line in document.splitlines() if not _RST_NOISE.match(line)]
+    sentences = []
+    for piece in _SENTENCE_END.split("\n".join(lines)):
+        sentence = " ".join(piece.split())
+        # Keep prose: sentences of several words; no code/table fragments, and no long numbers
+        # that a model could mistake for a pass key.
+        if (len(sentence.split()) >= 4 and ">>>" not in sentence and not _CODE.search(sentence)
+                and not re.search(r"\d{4,}", sentence)):
+            sentences.append(sentence)
+    return sentences
+
+
+@lru_cache(maxsize=None)
+def load_sentences(source: str) -> tuple[str, ...]:
+    """Deduplicated sentences of a source, in document order (noise: one cycle)."""
+    if source in NOISE:
+        return tuple(part.strip().rstrip(".") + "." for part in NOISE[source].split(". "))
+    seen: set[str] = set()
+    sentences = []
+    for document in raw_documents(source):
+        for sentence in split_sentences(document):
+            if sentence not in seen:
+                seen.add(sentence)
+                sentences.append(sentence)
+    if not sentences:
+        raise GistkvError(f"haystack source '{source}': no sentences found in the installed package.")
+    return tuple(sentences)
+
+
+def split_pool(source: str, split: str, shared: bool, block_sentences: int, eval_block_every: int) -> tuple[str, ...]:
+    """Sentences of ``source`` for ``split``.
+
+    When a source serves both train and eval (``shared``), it is cut into blocks of
+    ``block_sentences`` and every ``eval_block_every``-th block goes to eval, the rest to
+    train, so no eval passage is ever seen in training. Noise is the same everywhere.
+    """
+    sentences = load_sentences(source)
+    if source in NOISE or not shared:
+        return sentences
+    blocks = [sentences[i:i + block_sentences] for i in range(0, len(sentences), block_sentences)]
+    wanted = [block for index, block in enumerate(blocks)
+              if (index % eval_block_every == eval_block_every - 1) == (split == "eval")]
+    return tuple(sentence for block in wanted for sentence in block)
