@@ -39,11 +39,9 @@ class Compressor:
 
     @property
     def stop_ids(self) -> set[int]:
-        eos = self.tokenizer.eos_token_id
-        ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
-        # a newline ends a short answer as well; the prompts ask for one line
-        ids.update(self.tokenizer.convert_tokens_to_ids(t) for t in ("Ċ",) if t in self.tokenizer.get_vocab())
-        return ids
+        from gistkv.methods import stop_ids_for
+
+        return stop_ids_for(self.tokenizer)
 
     def identity(self) -> dict:
         return {key: self.meta[key] for key in ("base_model", "base_weights_sha256", "tokenizer_sha256",

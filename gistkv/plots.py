@@ -1,0 +1,104 @@
+"""PNG figures: the gist mask, NIAH heatmaps, accuracy vs compression, memory/TTFT bars, loss curve.
+
+Matplotlib with the Agg backend, fixed sizes and no timestamps in the metadata, so the same
+numbers give the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from gistkv.io import atomic_path  # noqa: E402
+
+DPI = 100
+PNG_METADATA = {"Software": None}   # no matplotlib version stamp: bytes depend on the data only
+
+
+def save(fig, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata=PNG_METADATA)
+    plt.close(fig)
+
+
+def plot_mask(allowed: np.ndarray, blocks: list[tuple[str, int, int]], path: str | Path) -> None:
+    """``allowed`` (T, T) booleans; ``blocks`` (label, start, end) along both axes."""
+    fig, axis = plt.subplots(figsize=(6, 6))
+    axis.imshow(allowed, cmap="Blues", interpolation="nearest")
+    for label, start, end in blocks:
+        middle = (start + end - 1) / 2
+        axis.axhline(start - 0.5, color="red", linewidth=0.8)
+        axis.axvline(start - 0.5, color="red", linewidth=0.8)
+        axis.text(middle, -1.5, label, ha="center", va="bottom", fontsize=9)
+        axis.text(-1.5, middle, label, ha="right", va="center", fontsize=9, rotation=90)
+    axis.set_xlabel("key position (attended to)")
+    axis.set_ylabel("query position (attending)")
+    axis.set_title("gist attention mask (blue = may attend)", pad=22)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def plot_heatmap(grid: np.ndarray, depths: list[float], lengths: list[int], title: str, path: str | Path) -> None:
+    """Accuracy (depth rows x length columns); NaN cells are shown blank."""
+    fig, axis = plt.subplots(figsize=(1.6 + 1.1 * len(lengths), 1.4 + 0.55 * len(depths)))
+    image = axis.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    axis.set_xticks(range(len(lengths)), [str(length) for length in lengths])
+    axis.set_yticks(range(len(depths)), [f"{depth:.0%}" for depth in depths])
+    for row in range(grid.shape[0]):
+        for column in range(grid.shape[1]):
+            if not np.isnan(grid[row, column]):
+                axis.text(column, row, f"{grid[row, column]:.2f}", ha="center", va="center", fontsize=8)
+    axis.set_xlabel("context length (tokens)")
+    axis.set_ylabel("needle depth")
+    axis.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=axis, fraction=0.05)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def plot_points(points: list[tuple[str, float, float]], xlabel: str, ylabel: str, title: str, path: str | Path,
+                logx: bool = True) -> None:
+    fig, axis = plt.subplots(figsize=(6, 4))
+    for label, x, y in points:
+        axis.scatter([x], [y], s=40)
+        axis.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    if logx:
+        axis.set_xscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_ylim(-0.05, 1.05)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def plot_bars(labels: list[str], series: dict[str, list[float]], title: str, path: str | Path) -> None:
+    fig, axes = plt.subplots(1, len(series), figsize=(4 * len(series), 4))
+    axes = np.atleast_1d(axes)
+    for axis, (name, values) in zip(axes, series.items()):
+        axis.bar(range(len(labels)), values, color="tab:blue")
+        axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+        axis.set_title(name, fontsize=10)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def plot_curve(steps: list[float], values: dict[str, list[tuple[float, float]]], title: str, path: str | Path) -> None:
+    fig, axis = plt.subplots(figsize=(6, 4))
+    for name, pairs in values.items():
+        if pairs:
+            axis.plot([p[0] for p in pairs], [p[1] for p in pairs], marker="o", markersize=3, label=name)
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.set_title(title)
+    axis.legend()
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    save(fig, path)

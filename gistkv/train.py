@@ -1,0 +1,208 @@
+"""Train a gist compressor: LoRA + trainable gist-token embeddings, HF ``Trainer``, DVCLive.
+
+Only the answer tokens carry loss, and the collator's 4-D mask stops the question and answer
+from seeing the context, so the loss can only fall if the gist tokens carry the needle.
+Gist embeddings are trained with peft's ``trainable_token_indices`` (just N rows), not by
+saving the whole embedding and LM head. Checkpoints go to a persisted folder; a re-run with
+the same inputs resumes from the last one, a run with other inputs starts clean.
+
+    python stages/train_gist.py                       # default CPU run
+    from gistkv.train import train_compressor         # same thing from Python
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gistkv.compressor import ADAPTER_DIR, COMPRESSOR_META, POSITION_SCHEME, model_shape
+from gistkv.errors import GistkvError
+from gistkv.gist import GistCollator, add_gist_tokens
+from gistkv.io import write_json
+from gistkv.model import load_base, read_base_meta
+from gistkv.params import require
+from gistkv.prompt import answer_text, encode, query_text
+
+log = logging.getLogger(__name__)
+FINGERPRINT = "gistkv_fingerprint.json"
+
+
+@dataclass
+class GistParams:
+    num_tokens: int
+
+    def validate(self, where: str) -> None:
+        require(1 <= self.num_tokens <= 512, f"{where}.num_tokens", f"must be within 1..512, got {self.num_tokens}.")
+
+
+@dataclass
+class TrainParams:
+    seed: int
+    langs: list[str]
+    max_steps: int
+    batch_size: int
+    gradient_accumulation_steps: int
+    learning_rate: float
+    warmup_steps: int
+    weight_decay: float
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    target_modules: list[str]
+    use_gist_mask: bool
+    validation_samples: int
+    eval_steps: int
+    logging_steps: int
+    save_steps: int
+    gradient_checkpointing: bool
+    num_processes: int
+
+    def validate(self, where: str) -> None:
+        require(self.max_steps > 0, f"{where}.max_steps", "must be positive.")
+        require(self.batch_size > 0, f"{where}.batch_size", "must be positive.")
+        require(self.learning_rate > 0, f"{where}.learning_rate", "must be positive.")
+        require(bool(self.target_modules), f"{where}.target_modules", "must name at least one module.")
+        require(self.num_processes >= 1, f"{where}.num_processes", "must be >= 1.")
+
+
+def tokenize_records(records: list[dict], tokenizer) -> list[dict]:
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return [{"context_ids": encode(tokenizer, record["context"]),
+             "query_ids": encode(tokenizer, query_text(record["question"], record["answer_prefix"])),
+             "answer_ids": encode(tokenizer, answer_text(record["answer"])) + eos} for record in records]
+
+
+def fingerprint(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def prepare_checkpoints(checkpoint_dir: Path, print_: str) -> str | None:
+    """Keep checkpoints only if they come from the same inputs; return the one to resume from."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    marker = checkpoint_dir / FINGERPRINT
+    if checkpoint_dir.exists():
+        same = marker.exists() and json.loads(marker.read_text())["fingerprint"] == print_
+        if not same:
+            log.info("checkpoints in %s come from other inputs; starting clean", checkpoint_dir)
+            shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    write_json(marker, {"fingerprint": print_})
+    return get_last_checkpoint(str(checkpoint_dir))
+
+
+def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=params.gradient_checkpointing)
+    elif params.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    config = LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
+                        target_modules=list(params.target_modules), task_type="CAUSAL_LM",
+                        trainable_token_indices={"embed_tokens": list(gist_ids)})
+    return get_peft_model(model, config)
+
+
+def train_compressor(base_dir: str | Path, train_records: list[dict], gist: GistParams, params: TrainParams,
+                     out_dir: str | Path, checkpoint_dir: str | Path, metrics_dir: str | Path,
+                     stop_after_steps: int | None = None) -> dict:
+    """Train and save ``out_dir`` (adapter + tokenizer + compressor.json); returns training metrics.
+
+    ``stop_after_steps`` ends the run early (as if killed) after saving that step's checkpoint;
+    tests use it to check that a re-run resumes.
+    """
+    from dvclive import Live
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers.integrations import DVCLiveCallback
+
+    from gistkv.stage import seed_everything
+
+    seed_everything(params.seed)
+    out_dir, checkpoint_dir, metrics_dir = Path(out_dir), Path(checkpoint_dir), Path(metrics_dir)
+    if len(train_records) <= params.validation_samples:
+        raise GistkvError(f"train: {len(train_records)} training records but train.validation_samples="
+                          f"{params.validation_samples}; generate more (niah.splits.train.samples).")
+    base = load_base(base_dir)
+    model, tokenizer = base.model, base.tokenizer
+    gist_ids = add_gist_tokens(tokenizer, model, gist.num_tokens)
+    quantized = base.info["quantization"] == "nf4"
+    model = peft_wrap(model, gist_ids, params, quantized)
+    model.train()
+    dtype = torch.bfloat16 if quantized or base.info["dtype"] == "bfloat16" else torch.float32
+
+    examples = tokenize_records(train_records, tokenizer)
+    validation, training = examples[: params.validation_samples], examples[params.validation_samples:]
+    base_meta = read_base_meta(base_dir)
+    resume_from = prepare_checkpoints(checkpoint_dir, fingerprint(
+        dataclasses.asdict(params), dataclasses.asdict(gist), base_meta, base.info,
+        hashlib.sha256(json.dumps(train_records, sort_keys=True).encode()).hexdigest()))
+
+    on_cuda = base.info["device"] == "cuda"
+    args = TrainingArguments(
+        output_dir=str(checkpoint_dir), max_steps=params.max_steps, per_device_train_batch_size=params.batch_size,
+        per_device_eval_batch_size=params.batch_size, gradient_accumulation_steps=params.gradient_accumulation_steps,
+        learning_rate=params.learning_rate, warmup_steps=params.warmup_steps, weight_decay=params.weight_decay,
+        lr_scheduler_type="cosine", logging_steps=params.logging_steps, eval_strategy="steps",
+        eval_steps=params.eval_steps, save_strategy="steps", save_steps=params.save_steps, save_total_limit=2,
+        seed=params.seed, data_seed=params.seed, report_to="none", remove_unused_columns=False,
+        use_cpu=not on_cuda, bf16=on_cuda and dtype == torch.bfloat16, dataloader_num_workers=0,
+        include_num_input_tokens_seen=True, label_names=["labels"], disable_tqdm=False,
+        ddp_find_unused_parameters=False if params.num_processes > 1 else None)
+
+    class StopAfter(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if stop_after_steps is not None and state.global_step >= stop_after_steps:
+                control.should_training_stop = True
+
+    live = Live(dir=str(metrics_dir / "live"), save_dvc_exp=False, dvcyaml=None, resume=resume_from is not None,
+                report=None)
+    trainer = Trainer(model=model, args=args, train_dataset=training, eval_dataset=validation,
+                      data_collator=GistCollator(gist_ids, tokenizer.pad_token_id, dtype, params.use_gist_mask),
+                      callbacks=[DVCLiveCallback(live=live), StopAfter()])
+    start = time.perf_counter()
+    initial_eval = trainer.evaluate()["eval_loss"] if resume_from is None else None
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    wall_s = time.perf_counter() - start
+    if stop_after_steps is not None and trainer.state.global_step < params.max_steps:
+        return {"stopped_at_step": trainer.state.global_step}
+    final_eval = trainer.evaluate()["eval_loss"]
+    live.end()
+    if not trainer.is_world_process_zero():
+        return {}
+
+    history = trainer.state.log_history
+    initial_eval = initial_eval if initial_eval is not None else next(
+        (entry["eval_loss"] for entry in history if "eval_loss" in entry), float("nan"))
+    tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The gist rows travel as trainable-token deltas; never dump the whole (resized) embedding matrix.
+    model.save_pretrained(str(out_dir / ADAPTER_DIR), save_embedding_layers=False)
+    tokenizer.save_pretrained(str(out_dir))
+    write_json(out_dir / COMPRESSOR_META, {
+        "base_model": base.info["model_id"], "base_weights_sha256": base.info["weights_sha256"],
+        "base_dir": str(base_dir), "num_gist_tokens": gist.num_tokens, "gist_token_ids": gist_ids,
+        "position_scheme": POSITION_SCHEME, "dtype": base.info["dtype"], "device": base.info["device"],
+        "quantization": base.info["quantization"], "use_gist_mask": params.use_gist_mask,
+        "lora": {"r": params.lora_r, "alpha": params.lora_alpha, "target_modules": list(params.target_modules)},
+        **model_shape(model.config)})
+    return {"train_loss": round(float(result.training_loss), 4), "eval_loss_initial": round(float(initial_eval), 4),
+            "eval_loss_final": round(float(final_eval), 4), "steps": trainer.state.global_step,
+            "train_wall_s": round(wall_s, 1), "train_tokens_seen": tokens_seen,
+            "train_tokens_per_s": round(tokens_seen / wall_s, 1) if wall_s > 0 else 0.0,
+            "device": base.info["device"], "dtype": base.info["dtype"], "quantization": base.info["quantization"],
+            "num_processes": params.num_processes, "torch_threads": torch.get_num_threads(),
+            "history": trainer.state.log_history}
+
+
+def loss_curve(history: list[dict]) -> list[dict]:
+    return [{"step": entry["step"], "loss": entry["loss"]} for entry in history if "loss" in entry]

@@ -1,0 +1,85 @@
+"""Stage train_gist: LoRA + gist-token training on the NIAH train splits (EN and KO mixed).
+
+    python stages/train_gist.py                         # default CPU run (see README for timing)
+    dvc exp run -S gist.num_tokens=25                   # variant; only downstream stages re-run
+    accelerate launch --num_processes 2 stages/train_gist.py   # or set train.num_processes: 2
+
+Writes models/gist/ (adapter, tokenizer, compressor.json), metrics/train/train.json,
+metrics/train/loss.tsv (dvc plot) and metrics/train/gist_mask.png; checkpoints go to the
+persisted models/gist_checkpoints/ so an interrupted run resumes.
+"""
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+
+from gistkv.gist import CONTEXT, GIST, GistCollator, gist_token_strings
+from gistkv.io import atomic_dir, read_jsonl, write_json, write_text
+from gistkv.params import load_section
+from gistkv.plots import plot_mask
+from gistkv.stage import stage_errors
+from gistkv.train import GistParams, TrainParams, train_compressor
+
+app = typer.Typer(add_completion=False)
+
+
+def relaunch_under_accelerate(num_processes: int) -> None:
+    """Re-run this script under `accelerate launch` (DDP) unless we already are a worker."""
+    if num_processes <= 1 or "LOCAL_RANK" in os.environ:
+        return
+    import torch
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if not torch.cuda.is_available():
+        cmd.append("--cpu")
+    raise SystemExit(subprocess.call(cmd + sys.argv))
+
+
+def write_mask_picture(path: Path, num_gist: int) -> None:
+    """A readable picture: a short context, the gist block and a short query/answer."""
+    example = {"context_ids": list(range(12)), "query_ids": list(range(5)), "answer_ids": list(range(3))}
+    batch = GistCollator(list(range(100, 100 + num_gist)), 0)([example])
+    allowed = (batch["attention_mask"][0, 0] == 0).numpy()
+    end_gist = 12 + num_gist
+    plot_mask(allowed, [("context", 0, 12), ("gist", 12, end_gist), ("query", end_gist, end_gist + 5),
+                        ("answer", end_gist + 5, end_gist + 8)], path)
+
+
+@app.command()
+def main(params: Path = Path("params.yaml"), base: Path = Path("models/base"), niah: Path = Path("data/niah"),
+         out: Path = Path("models/gist"), checkpoints: Path = Path("models/gist_checkpoints"),
+         metrics: Path = Path("metrics/train"), stop_after_steps: int = typer.Option(None, hidden=True)) -> None:
+    with stage_errors():
+        gist = load_section(params, "gist", GistParams)
+        train = load_section(params, "train", TrainParams)
+        relaunch_under_accelerate(train.num_processes)
+        records = [record for lang in train.langs for record in read_jsonl(niah / lang / "train.jsonl")]
+        random.Random(train.seed).shuffle(records)
+        if int(os.environ.get("RANK", "0")) != 0:      # other DDP ranks train along; rank 0 writes outputs
+            with tempfile.TemporaryDirectory() as scratch:
+                train_compressor(base, records, gist, train, scratch, checkpoints, Path(scratch) / "live")
+            return
+        with atomic_dir(out) as tmp_out:
+            result = train_compressor(base, records, gist, train, tmp_out, checkpoints, metrics / "live",
+                                      stop_after_steps=stop_after_steps)
+            if "stopped_at_step" in result:
+                typer.echo(f"stopped after step {result['stopped_at_step']} (checkpoint kept for resume)")
+                raise SystemExit(3)
+        history = result.pop("history")
+        write_json(metrics / "train.json", result)
+        write_text(metrics / "loss.tsv", "step\tloss\n" + "".join(
+            f"{entry['step']}\t{entry['loss']:.5f}\n" for entry in history if "loss" in entry))
+        write_text(metrics / "eval_loss.tsv", "step\teval_loss\n" + "".join(
+            f"{entry['step']}\t{entry['eval_loss']:.5f}\n" for entry in history if "eval_loss" in entry))
+        write_mask_picture(metrics / "gist_mask.png", gist.num_tokens)
+        typer.echo(f"trained {gist.num_tokens} gist tokens ({', '.join(gist_token_strings(min(2, gist.num_tokens)))}, …): {result}")
+
+
+if __name__ == "__main__":
+    app()
