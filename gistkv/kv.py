@@ -18,12 +18,14 @@ File layout (one ``.safetensors`` per compressed context, no pickle)::
 from __future__ import annotations
 
 import hashlib
+import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file, safe_open
+from safetensors.torch import load_file, safe_open, save
 from transformers import DynamicCache
 
 from gistkv.decode import Decoded, greedy_decode, model_dtype
@@ -65,7 +67,7 @@ class GistKV:
             tensors[f"layer.{index}.key"] = key.contiguous().cpu()
             tensors[f"layer.{index}.value"] = value.contiguous().cpu()
         with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=self.metadata)
+            tmp.write_bytes(deterministic_safetensors(tensors, self.metadata))
 
     @classmethod
     def load(cls, path: str | Path, compressor=None) -> "GistKV":
@@ -96,6 +98,20 @@ class GistKV:
         if compressor is not None:
             check_compatible(path, metadata, compressor.identity())
         return gist_kv
+
+
+def deterministic_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes with a key-sorted header.
+
+    The library writes its JSON header from a hash map whose order varies between runs; the
+    format allows any order, so we re-emit the header sorted to get the same bytes every time.
+    """
+    raw = save(tensors, metadata=metadata)
+    header_len = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + header_len])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)          # keep the data section 8-byte aligned
+    return struct.pack("<Q", len(text)) + text + raw[8 + header_len:]
 
 
 # Fields that must agree between an artifact and the compressor that will read it.

@@ -201,7 +201,7 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
             "train_tokens_per_s": round(tokens_seen / wall_s, 1) if wall_s > 0 else 0.0,
             "device": base.info["device"], "dtype": base.info["dtype"], "quantization": base.info["quantization"],
             "num_processes": params.num_processes, "torch_threads": torch.get_num_threads(),
-            "history": trainer.state.log_history}
+            "resumed_from": Path(resume_from).name if resume_from else "", "history": trainer.state.log_history}
 
 
 def loss_curve(history: list[dict]) -> list[dict]:

@@ -2,7 +2,7 @@
 
     python stages/train_gist.py                         # default CPU run (see README for timing)
     dvc exp run -S gist.num_tokens=25                   # variant; only downstream stages re-run
-    accelerate launch --num_processes 2 stages/train_gist.py   # or set train.num_processes: 2
+    python stages/train_gist.py   # with train.num_processes: 2 -> DDP workers (accelerate on CUDA)
 
 Writes models/gist/ (adapter, tokenizer, compressor.json), metrics/train/train.json,
 metrics/train/loss.tsv (dvc plot) and metrics/train/gist_mask.png; checkpoints go to the
@@ -26,19 +26,28 @@ from gistkv.stage import stage_errors
 from gistkv.train import GistParams, TrainParams, train_compressor
 
 app = typer.Typer(add_completion=False)
+LAUNCHED = "GISTKV_DISTRIBUTED_WORKER"
 
 
-def relaunch_under_accelerate(num_processes: int) -> None:
-    """Re-run this script under `accelerate launch` (DDP) unless we already are a worker."""
-    if num_processes <= 1 or "LOCAL_RANK" in os.environ:
+def relaunch_distributed(num_processes: int) -> None:
+    """Re-run this script as `num_processes` DDP workers, unless we already are one.
+
+    On CUDA: `accelerate launch --multi_gpu` (FSDP/DeepSpeed come from an accelerate config).
+    On CPU: torch's own elastic launcher (what accelerate wraps), because `accelerate launch
+    --cpu` starts a single process unless MPI is set up. The marker variable stops a worker
+    from launching again whatever the launcher exports.
+    """
+    if num_processes <= 1 or os.environ.get(LAUNCHED) or "LOCAL_RANK" in os.environ:
         return
     import torch
 
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    if not torch.cuda.is_available():
-        cmd.append("--cpu")
-    raise SystemExit(subprocess.call(cmd + sys.argv))
+    if torch.cuda.is_available():
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+               str(num_processes), "--num_machines", "1", "--dynamo_backend", "no"]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(num_processes)]
+    env = dict(os.environ, **{LAUNCHED: "1"})
+    raise SystemExit(subprocess.call(cmd + sys.argv, env=env))
 
 
 def write_mask_picture(path: Path, num_gist: int) -> None:
@@ -58,7 +67,7 @@ def main(params: Path = Path("params.yaml"), base: Path = Path("models/base"), n
     with stage_errors():
         gist = load_section(params, "gist", GistParams)
         train = load_section(params, "train", TrainParams)
-        relaunch_under_accelerate(train.num_processes)
+        relaunch_distributed(train.num_processes)
         records = [record for lang in train.langs for record in read_jsonl(niah / lang / "train.jsonl")]
         random.Random(train.seed).shuffle(records)
         if int(os.environ.get("RANK", "0")) != 0:      # other DDP ranks train along; rank 0 writes outputs

@@ -1,0 +1,111 @@
+"""gistkv command line: check the machine, compress a document, ask it questions, inspect a file.
+
+    gistkv doctor
+    gistkv compress DOC.txt -o doc.gist.safetensors --model models/gist
+    gistkv ask doc.gist.safetensors "What is the pass key?" --model models/gist
+    gistkv inspect doc.gist.safetensors
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from gistkv.errors import GistkvError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def fail(err: GistkvError) -> None:
+    typer.secho(f"error: {err}", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def doctor(base: Path = typer.Option(Path("models/base"), help="prepared base model folder")) -> None:
+    """Print what this machine offers: python, torch/CUDA, bitsandbytes, library versions, base model."""
+    from gistkv.doctor import report
+
+    for name, value in report(base):
+        typer.echo(f"{name:>22}: {value}")
+
+
+@app.command()
+def compress(document: Path, output: Path = typer.Option(..., "-o", "--output"),
+             model: Path = typer.Option(Path("models/gist"), help="trained compressor folder")) -> None:
+    """Compress a UTF-8 text file into a gist KV .safetensors file."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from gistkv.compressor import load_compressor
+    from gistkv.kv import compress as compress_text
+
+    try:
+        if not document.exists():
+            raise GistkvError(f"{document}: file not found.")
+        try:
+            text = document.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise GistkvError(f"{document}: not UTF-8 text.") from None
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as progress:
+            progress.add_task("loading compressor", total=None)
+            compressor = load_compressor(model)
+            progress.add_task(f"compressing {document.name}", total=None)
+            gist_kv = compress_text(compressor, text)
+        gist_kv.save(output)
+    except GistkvError as err:
+        fail(err)
+    typer.echo(f"{output}: {output.stat().st_size:,} bytes, {gist_kv.metadata['context_tokens']} context tokens "
+               f"-> {gist_kv.num_gist} gist tokens")
+
+
+@app.command()
+def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/gist")),
+        max_new_tokens: int = typer.Option(32)) -> None:
+    """Answer a question from a gist file (streams the answer)."""
+    from gistkv.compressor import load_compressor
+    from gistkv.kv import GistKV, answer
+
+    try:
+        compressor = load_compressor(model)
+        gist_kv = GistKV.load(artifact, compressor)
+        tokenizer = compressor.tokenizer
+        shown: list[int] = []
+        printed = ""
+
+        def stream(token_id: int) -> None:
+            nonlocal printed
+            if token_id in compressor.stop_ids:
+                return
+            shown.append(token_id)
+            text = tokenizer.decode(shown, skip_special_tokens=True)
+            typer.echo(text[len(printed):], nl=False)
+            printed = text
+
+        answer(compressor, gist_kv, question, max_new_tokens=max_new_tokens, on_token=stream)
+        typer.echo()
+    except GistkvError as err:
+        fail(err)
+
+
+@app.command()
+def inspect(artifact: Path) -> None:
+    """Show a gist file's metadata, size, and its ratio to the full KV cache it replaces."""
+    from gistkv.kv import GistKV
+
+    try:
+        gist_kv = GistKV.load(artifact)
+    except GistkvError as err:
+        fail(err)
+    meta = gist_kv.metadata
+    for key in sorted(meta):
+        typer.echo(f"{key:>22}: {meta[key]}")
+    per_token = gist_kv.nbytes // gist_kv.num_gist
+    full = per_token * int(meta["context_tokens"])
+    typer.echo(f"{'file bytes':>22}: {artifact.stat().st_size:,}")
+    typer.echo(f"{'full KV it replaces':>22}: {full:,} bytes ({int(meta['context_tokens'])} tokens) -> "
+               f"{full / max(gist_kv.nbytes, 1):,.1f}x smaller")

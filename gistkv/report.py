@@ -1,0 +1,188 @@
+"""Turn metric files into one page: a Full | RAG | Gist table, targets met or not, and plots.
+
+Every number comes from ``metrics/eval/*.json``, ``data/eval/*.jsonl``, ``metrics/train/train.json``
+and the LongBench status file; nothing is typed in by hand.
+
+    from gistkv.report import build_report
+    build_report(Path("metrics"), Path("data/eval"), Path("data/longbench"), params, Path("metrics/report"))
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gistkv import plots
+from gistkv.io import read_json, read_jsonl, write_json, write_text
+
+METHOD_TITLES = {"full": "Full context", "rag": "RAG", "gist": "Gist"}
+HEADLINE = ("accuracy", "accuracy_ci_low", "compression_ratio", "kv_bytes", "peak_rss_mb", "ttft_s",
+            "decode_tokens_per_s", "hallucination_rate")
+
+
+@dataclass
+class Targets:
+    passkey_accuracy: float
+    compression_min: float
+    memory_saving: float
+
+
+@dataclass
+class ReportParams:
+    targets: Targets
+
+
+def load_eval_metrics(metrics_dir: Path) -> dict[tuple[str, str], dict]:
+    found = {}
+    for path in sorted((metrics_dir / "eval").glob("*.json")):
+        metrics = read_json(path)
+        found[(metrics["method"], metrics["dataset"])] = metrics
+    return found
+
+
+def summary(eval_metrics: dict[tuple[str, str], dict]) -> dict:
+    """Flat headline numbers per method and dataset, for `dvc metrics diff`."""
+    flat = {}
+    for (method, dataset), metrics in sorted(eval_metrics.items()):
+        for key in HEADLINE:
+            if key in metrics:
+                flat[f"{method}.{dataset}.{key}"] = metrics[key]
+    return flat
+
+
+def fmt(value, kind: str = "") -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    if kind == "bytes":
+        return f"{value / 1024:,.0f} KiB" if value < 2**20 else f"{value / 2**20:,.1f} MiB"
+    if kind == "pct":
+        return f"{100 * value:.1f} %"
+    if kind == "x":
+        return f"{value:,.1f}x"
+    return f"{value:,.3f}" if isinstance(value, float) else str(value)
+
+
+def targets_table(eval_metrics: dict, dataset: str, targets: Targets) -> list[str]:
+    gist, full = eval_metrics.get(("gist", dataset)), eval_metrics.get(("full", dataset))
+    if not gist or not full:
+        return [f"Targets for {dataset}: not evaluated (gist or full metrics missing)."]
+    saving = 1 - gist["kv_bytes"] / full["kv_bytes"]
+    checks = [
+        (f"passkey accuracy > {targets.passkey_accuracy:.0%}", fmt(gist["accuracy"], "pct"),
+         gist["accuracy"] > targets.passkey_accuracy),
+        (f"compression ≥ {targets.compression_min:.0f}x", fmt(gist["compression_ratio"], "x"),
+         gist["compression_ratio"] >= targets.compression_min),
+        (f"KV memory saving > {targets.memory_saving:.0%} vs full", fmt(saving, "pct"), saving > targets.memory_saving),
+        ("throughput kept (decode tok/s ≥ full's)", f"{fmt(gist['decode_tokens_per_s'])} vs {fmt(full['decode_tokens_per_s'])}",
+         gist["decode_tokens_per_s"] >= full["decode_tokens_per_s"]),
+    ]
+    lines = ["| target | gist | met |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {'met' if ok else '**not met**'} |" for name, value, ok in checks]
+    return lines
+
+
+def comparison_table(eval_metrics: dict, dataset: str) -> list[str]:
+    rows = [("passkey accuracy", "accuracy", "pct"), ("95 % CI (Wilson)", None, ""),
+            ("accuracy, single passkey", "accuracy_passkey", "pct"), ("accuracy, keyed + distractors", "accuracy_keyed", "pct"),
+            ("compression ratio", "compression_ratio", "x"), ("KV bytes at answer time", "kv_bytes", "bytes"),
+            ("peak RSS (process)", "peak_rss_mb", ""), ("time to first token (s)", "ttft_s", ""),
+            ("decode tokens/s", "decode_tokens_per_s", ""), ("hallucination rate", "hallucination_rate", "pct"),
+            ("one-off: compress s / context", "compress_s_median", ""), ("one-off: index s / context", "index_s_median", ""),
+            ("retrieval recall (needle chunk)", "retrieval_recall", "pct"), ("samples", "n", "")]
+    methods = [m for m in METHOD_TITLES if (m, dataset) in eval_metrics]
+    lines = ["| | " + " | ".join(METHOD_TITLES[m] for m in methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for title, key, kind in rows:
+        cells = []
+        for method in methods:
+            metrics = eval_metrics[(method, dataset)]
+            if key is None:
+                cells.append(f"[{fmt(metrics['accuracy_ci_low'], 'pct')}, {fmt(metrics['accuracy_ci_high'], 'pct')}]")
+            elif key == "peak_rss_mb":
+                cells.append(f"{metrics[key]:,.0f} MB")
+            else:
+                cells.append(fmt(metrics.get(key), kind))
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def heatmap_grid(predictions: list[dict]) -> tuple[np.ndarray, list[float], list[int]]:
+    depths = sorted({p["depth_bin"] for p in predictions})
+    lengths = sorted({p["target_tokens"] for p in predictions})
+    grid = np.full((len(depths), len(lengths)), np.nan)
+    for row, depth in enumerate(depths):
+        for column, length in enumerate(lengths):
+            cell = [p["correct"] for p in predictions if p["depth_bin"] == depth and p["target_tokens"] == length]
+            if cell:
+                grid[row, column] = sum(cell) / len(cell)
+    return grid, depths, lengths
+
+
+def longbench_status(longbench_dir: Path) -> str:
+    status_path = longbench_dir / "status.json"
+    if not status_path.exists():
+        return "not evaluated (download_longbench has not run)"
+    status = json.loads(status_path.read_text(encoding="utf-8"))
+    if status.get("status") != "available":
+        return f"not evaluated (offline: {status.get('reason', 'unavailable')})"
+    return f"downloaded ({', '.join(status.get('tasks', []))}); evaluation of LongBench tasks is not implemented yet"
+
+
+def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, params: dict, targets: Targets,
+                 out_dir: Path) -> dict:
+    eval_metrics = load_eval_metrics(metrics_dir)
+    flat = summary(eval_metrics)
+    write_json(metrics_dir / "summary.json", flat)
+    datasets = sorted({dataset for _, dataset in eval_metrics})
+    train_path = metrics_dir / "train" / "train.json"
+    train = read_json(train_path) if train_path.exists() else {}
+    lines = ["# gistkv report", "",
+             "Every number below is read from the pipeline's metric files (`metrics/eval/*.json`, "
+             "`metrics/train/train.json`); regenerate with `dvc repro report`.", "",
+             "## Setup", "",
+             f"- model: `{params['model']['source']}` (dtype {train.get('dtype', '?')}, quantization "
+             f"{train.get('quantization', '?')}, device {train.get('device', '?')})",
+             f"- gist tokens: {params['gist']['num_tokens']}; training steps: {train.get('steps', '?')} "
+             f"({train.get('train_wall_s', '?')} s, {train.get('train_tokens_per_s', '?')} tokens/s); "
+             f"eval loss {train.get('eval_loss_initial', '?')} → {train.get('eval_loss_final', '?')}",
+             f"- eval sets: {', '.join(datasets)}; context lengths {params['niah']['splits']['eval']['context_lengths']} "
+             f"tokens, depths {params['niah']['splits']['eval']['depth_min']:.0%}–{params['niah']['splits']['eval']['depth_max']:.0%}",
+             f"- LongBench: {longbench_status(longbench_dir)}", ""]
+    points = []
+    for dataset in datasets:
+        lines += [f"## {dataset}", "", *comparison_table(eval_metrics, dataset), "", *targets_table(eval_metrics, dataset, targets), ""]
+        for method in METHOD_TITLES:
+            path = predictions_dir / f"{method}_{dataset}.jsonl"
+            if (method, dataset) not in eval_metrics or not path.exists():
+                continue
+            grid, depths, lengths = heatmap_grid(read_jsonl(path))
+            name = f"heatmap_{method}_{dataset}.png"
+            plots.plot_heatmap(grid, depths, lengths, f"{METHOD_TITLES[method]} · {dataset}", out_dir / name)
+            lines.append(f"![{method} {dataset}]({name})")
+            metrics = eval_metrics[(method, dataset)]
+            points.append((f"{method} {dataset}", metrics["compression_ratio"], metrics["accuracy"]))
+        lines.append("")
+    if points:
+        plots.plot_points(points, "compression ratio (context tokens / tokens attended)", "accuracy",
+                          "accuracy vs compression", out_dir / "accuracy_vs_compression.png")
+        labels = [f"{m} {d}" for (m, d) in sorted(eval_metrics)]
+        plots.plot_bars(labels, {"KV bytes at answer (MiB)": [eval_metrics[k]["kv_bytes"] / 2**20 for k in sorted(eval_metrics)],
+                                 "peak RSS (MB)": [eval_metrics[k]["peak_rss_mb"] for k in sorted(eval_metrics)],
+                                 "TTFT (s)": [eval_metrics[k]["ttft_s"] for k in sorted(eval_metrics)]},
+                        "memory and latency", out_dir / "memory_ttft.png")
+        lines += ["## Overview", "", "![accuracy vs compression](accuracy_vs_compression.png)", "",
+                  "![memory and TTFT](memory_ttft.png)", ""]
+    loss_path = metrics_dir / "train" / "loss.tsv"
+    if loss_path.exists():
+        def read_tsv(path):
+            rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line]
+            return [(float(a), float(b)) for a, b in rows]
+        eval_path = metrics_dir / "train" / "eval_loss.tsv"
+        plots.plot_curve([], {"train loss": read_tsv(loss_path),
+                              "eval loss (held-out train samples)": read_tsv(eval_path) if eval_path.exists() else []},
+                         "gist training", out_dir / "loss.png")
+        lines += ["## Training", "", "![loss](loss.png)", ""]
+    write_text(out_dir / "report.md", "\n".join(lines))
+    return flat

@@ -1,0 +1,97 @@
+import copy
+import re
+
+import pytest
+
+from gistkv.errors import GistkvError
+from gistkv.haystack import NOISE, load_sentences
+from gistkv.niah import NiahParams, generate
+from gistkv.params import from_mapping, read_params
+
+
+@pytest.fixture(scope="module")
+def niah_mapping():
+    mapping = copy.deepcopy(read_params("params.yaml")["niah"])
+    mapping["splits"]["train"].update(samples=30, context_lengths=[256, 320])
+    mapping["splits"]["eval"].update(samples=10, context_lengths=[256, 384])
+    return mapping
+
+
+@pytest.fixture(scope="module")
+def niah_params(niah_mapping):
+    return from_mapping(NiahParams, niah_mapping, "niah")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from tiny import tiny_tokenizer
+
+    return tiny_tokenizer()
+
+
+def test_same_params_same_records(niah_params, tok):
+    assert generate(niah_params, "en", "eval", tok) == generate(niah_params, "en", "eval", tok)
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_lengths_within_tolerance_and_needle_inside(niah_params, tok, lang):
+    for split in ("train", "eval"):
+        for record in generate(niah_params, lang, split, tok):
+            assert abs(record["context_tokens"] - record["target_tokens"]) <= 0.01 * record["target_tokens"]
+            assert len(tok(record["context"], add_special_tokens=False).input_ids) == record["context_tokens"]
+            assert record["needle"] in record["context"] and record["answer"] in record["needle"]
+            for distractor in record["distractors"]:
+                assert distractor["key"] in record["context"]
+            assert 0 <= record["depth"] <= 1
+
+
+def test_train_and_eval_are_disjoint(niah_params, tok):
+    for lang in ("en", "ko"):
+        train = generate(niah_params, lang, "train", tok)
+        evaluation = generate(niah_params, lang, "eval", tok)
+        train_keys = {r["key"] for r in train} | {d["key"] for r in train for d in r["distractors"]}
+        eval_keys = {r["key"] for r in evaluation} | {d["key"] for r in evaluation for d in r["distractors"]}
+        assert not train_keys & eval_keys
+        assert not {r["name"] for r in train if r["name"]} & {r["name"] for r in evaluation if r["name"]}
+        train_text = "\n".join(r["context"] for r in train)
+        noise = set(load_sentences("noise_en")) | set(load_sentences("noise_ko"))
+        for record in evaluation:
+            # every complete eval haystack sentence (not the synthetic noise) is absent from training
+            for sentence in load_sentences(record["haystack"]):
+                if sentence in record["context"] and sentence not in noise and len(sentence) > 30:
+                    assert sentence not in train_text, sentence
+
+
+def test_korean_is_readable_hangul(niah_params, tok):
+    record = generate(niah_params, "ko", "eval", tok)[0]
+    assert len(re.findall(r"[가-힣]", record["context"])) > 0.3 * len(record["context"].replace(" ", ""))
+    assert record["question"].endswith("?") and re.search(r"[가-힣]", record["question"])
+    record["context"].encode("utf-8")
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("languages", "en", "passkey", "needle"), "  ", "niah.languages.en.passkey.needle: must not be empty"),
+    (("splits", "eval", "samples"), 0, "niah.splits.eval.samples: must be positive"),
+    (("splits", "train", "depth_max"), 1.5, "niah.splits.train.depth_min"),
+    (("languages", "en", "train_sources"), ["wikipedia"], "unknown haystack source 'wikipedia'"),
+])
+def test_bad_params_name_the_key(niah_mapping, path, value, message):
+    mapping = copy.deepcopy(niah_mapping)
+    node = mapping
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(GistkvError, match=re.escape(message)):
+        from_mapping(NiahParams, mapping, "niah")
+
+
+def test_unknown_lang_and_too_long_context(niah_params, tok):
+    with pytest.raises(GistkvError, match="niah.languages: unknown lang 'fr'"):
+        generate(niah_params, "fr", "eval", tok)
+    with pytest.raises(GistkvError, match="niah.splits.eval.context_lengths: 384 tokens exceeds the model's 300"):
+        generate(niah_params, "en", "eval", tok, max_positions=300)
+
+
+def test_noise_haystack_is_the_classic_text():
+    assert load_sentences("noise_en")[0] == "The grass is green."
+    assert "grass" in NOISE["noise_en"]

@@ -1,0 +1,40 @@
+import pytest
+
+from gistkv.errors import GistkvError
+from gistkv.model import ModelParams
+from gistkv.params import from_mapping, load_section
+
+GOOD = {"source": "embedded", "embedded_package": "p==1", "embedded_gguf": "a/b.gguf", "embedded_sha256": "0",
+        "dtype": "float32", "load_in_4bit": False, "fallback_without_4bit": False, "device": "auto"}
+
+
+def test_repo_params_load():
+    assert load_section("params.yaml", "model", ModelParams).source == "embedded"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": 1}, "model.colour: unknown key"),
+    ({"dtype": "float8"}, "model.dtype: must be one of"),
+    ({"load_in_4bit": "yes"}, "model.load_in_4bit: expected bool"),
+    ({"device": "tpu"}, "model.device: must be auto, cpu or cuda"),
+])
+def test_bad_values_name_the_key(change, message):
+    with pytest.raises(GistkvError, match=message):
+        from_mapping(ModelParams, {**GOOD, **change}, "model")
+
+
+def test_missing_key_is_named():
+    mapping = dict(GOOD)
+    del mapping["dtype"]
+    with pytest.raises(GistkvError, match="model.dtype: missing"):
+        from_mapping(ModelParams, mapping, "model")
+
+
+def test_missing_section_and_bad_yaml(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train: {}\n")
+    with pytest.raises(GistkvError, match="section 'model' missing"):
+        load_section(path, "model", ModelParams)
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(GistkvError, match="not valid YAML"):
+        load_section(path, "model", ModelParams)

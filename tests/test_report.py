@@ -1,0 +1,44 @@
+"""The report renders from a small fixture of metric files: table values and valid PNGs."""
+
+import json
+
+from PIL import Image
+
+from gistkv.io import write_json, write_jsonl
+from gistkv.params import read_params
+from gistkv.report import Targets, build_report
+
+
+def metrics_for(method, accuracy, compression, kv_bytes, tps):
+    return {"method": method, "dataset": "niah_en", "n": 4, "accuracy": accuracy, "accuracy_ci_low": 0.1,
+            "accuracy_ci_high": 0.9, "compression_ratio": compression, "kv_bytes": kv_bytes, "peak_rss_mb": 900.0,
+            "ttft_s": 0.5, "decode_tokens_per_s": tps, "hallucination_rate": 0.25, "accuracy_passkey": accuracy}
+
+
+def predictions(correct):
+    return [{"depth_bin": depth, "target_tokens": length, "correct": ok}
+            for (depth, length), ok in zip([(0.2, 512), (0.2, 1024), (0.8, 512), (0.8, 1024)], correct)]
+
+
+def test_report_from_fixture(tmp_path):
+    metrics, preds = tmp_path / "metrics", tmp_path / "preds"
+    write_json(metrics / "eval/full_niah_en.json", metrics_for("full", 0.75, 1.0, 40_000_000, 16.0))
+    write_json(metrics / "eval/gist_niah_en.json", metrics_for("gist", 0.95, 102.4, 460_800, 20.0))
+    write_jsonl(preds / "full_niah_en.jsonl", predictions([True, True, True, False]))
+    write_jsonl(preds / "gist_niah_en.jsonl", predictions([True, True, True, True]))
+    (metrics / "train").mkdir()
+    (metrics / "train/loss.tsv").write_text("step\tloss\n10\t3.0\n20\t1.0\n")
+    flat = build_report(metrics, preds, tmp_path / "no-longbench", read_params("params.yaml"),
+                        Targets(passkey_accuracy=0.9, compression_min=100, memory_saving=0.5), tmp_path / "report")
+    assert flat["gist.niah_en.accuracy"] == 0.95 and flat["full.niah_en.kv_bytes"] == 40_000_000
+    assert json.loads((metrics / "summary.json").read_text()) == flat
+    text = (tmp_path / "report/report.md").read_text()
+    assert "| passkey accuracy | 75.0 % | 95.0 % |" in text
+    assert "| compression ≥ 100x | 102.4x | met |" in text
+    assert "LongBench: not evaluated" in text
+    for name, size in [("heatmap_gist_niah_en.png", None), ("accuracy_vs_compression.png", (600, 400)),
+                       ("loss.png", (600, 400))]:
+        with Image.open(tmp_path / "report" / name) as image:
+            image.verify()
+        with Image.open(tmp_path / "report" / name) as image:
+            assert image.format == "PNG" and (size is None or image.size == size)

@@ -1,0 +1,79 @@
+"""Training on the tiny model: it runs, saves a loadable compressor, resumes, and runs under DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gistkv.compressor import load_compressor
+from gistkv.kv import answer, compress
+from gistkv.train import GistParams, TrainParams, train_compressor
+
+REPO = Path(__file__).parent.parent
+
+
+def records(count: int) -> list[dict]:
+    return [{"context": f"The grass is green. The pass key is {10000 + 7 * i}. The sky is blue.",
+             "question": "What is the pass key?", "answer_prefix": "The pass key is", "answer": str(10000 + 7 * i)}
+            for i in range(count)]
+
+
+def train_params(**change) -> TrainParams:
+    values = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))["train"]
+    values.update(max_steps=4, save_steps=2, eval_steps=2, logging_steps=1, warmup_steps=0, validation_samples=2,
+                  lora_r=4, lora_alpha=8)
+    values.update(change)
+    return TrainParams(**values)
+
+
+def test_train_saves_a_small_adapter_and_a_usable_compressor(tiny_base, tmp_path):
+    result = train_compressor(tiny_base, records(12), GistParams(num_tokens=3), train_params(), tmp_path / "gist",
+                              tmp_path / "ckpt", tmp_path / "metrics")
+    assert result["steps"] == 4 and result["train_tokens_seen"] > 0 and result["device"] == "cpu"
+    meta = json.loads((tmp_path / "gist/compressor.json").read_text())
+    assert meta["num_gist_tokens"] == 3 and len(meta["gist_token_ids"]) == 3 and meta["quantization"] == "none"
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "gist/adapter/adapter_model.safetensors"), "pt") as adapter:
+        names = list(adapter.keys())
+    # gist rows travel as trainable-token deltas, never as a whole embedding matrix
+    assert any("trainable_tokens_delta" in name for name in names)
+    assert not any(name.endswith("embed_tokens.weight") or "base_layer" in name for name in names)
+    compressor = load_compressor(tmp_path / "gist", base_dir=str(tiny_base))
+    assert isinstance(answer(compressor, compress(compressor, "The pass key is 10007."), "What is it?", 3), str)
+
+
+def test_interrupted_training_resumes_from_the_last_checkpoint(tiny_base, tmp_path):
+    args = (tiny_base, records(12), GistParams(num_tokens=2), train_params())
+    first = train_compressor(*args, tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m", stop_after_steps=2)
+    assert first == {"stopped_at_step": 2} and (tmp_path / "ckpt/checkpoint-2").exists()
+    second = train_compressor(*args, tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m")
+    assert second["resumed_from"] == "checkpoint-2" and second["steps"] == 4
+    # other inputs must not resume from these checkpoints
+    third = train_compressor(tiny_base, records(12), GistParams(num_tokens=3), train_params(), tmp_path / "gist3",
+                             tmp_path / "ckpt", tmp_path / "m")
+    assert third["resumed_from"] == ""
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_ddp(tiny_base, tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["gist"]["num_tokens"] = 2
+    params["train"].update(vars(train_params(num_processes=2, langs=["en"])))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    niah = tmp_path / "niah/en"
+    niah.mkdir(parents=True)
+    (niah / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records(12)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, str(REPO / "stages/train_gist.py"), "--params", str(tmp_path / "params.yaml"),
+                           "--base", str(tiny_base), "--niah", str(tmp_path / "niah"), "--out", str(tmp_path / "gist"),
+                           "--checkpoints", str(tmp_path / "ckpt"), "--metrics", str(tmp_path / "metrics")],
+                          capture_output=True, text=True, env=env, timeout=300, start_new_session=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "metrics/train.json").read_text())
+    assert result["num_processes"] == 2 and result["steps"] == 4
+    assert (tmp_path / "gist/compressor.json").exists()
