@@ -109,3 +109,27 @@ def inspect(artifact: Path) -> None:
     typer.echo(f"{'file bytes':>22}: {artifact.stat().st_size:,}")
     typer.echo(f"{'full KV it replaces':>22}: {full:,} bytes ({int(meta['context_tokens'])} tokens) -> "
                f"{full / max(gist_kv.nbytes, 1):,.1f}x smaller")
+
+
+@app.command("bench-load")
+def bench_load(base: Path = typer.Option(Path("models/base")), repeats: int = 3) -> None:
+    """Print how long loading the prepared base model takes (seconds, each repeat)."""
+    from gistkv.bench import time_load
+
+    seconds = time_load(base, repeats)
+    typer.echo(f"load {base}: " + ", ".join(f"{s:.2f} s" for s in seconds) + f" (best {min(seconds):.2f} s)")
+
+
+@app.command("bench-kv")
+def bench_kv(model: Path = typer.Option(Path("models/gist")), lengths: str = "1024,2048,4096", repeats: int = 3,
+             workdir: Path = typer.Option(Path("/tmp"))) -> None:
+    """Artifact bytes vs full KV bytes, compress tokens/s, and TTFT of `ask` from a file vs full context."""
+    import torch
+
+    from gistkv.bench import kv_benchmark
+    from gistkv.compressor import load_compressor
+
+    compressor = load_compressor(model)
+    typer.echo(f"threads={torch.get_num_threads()} device={compressor.device} gist_tokens={len(compressor.gist_ids)}")
+    for row in kv_benchmark(compressor, [int(x) for x in lengths.split(",")], repeats, workdir):
+        typer.echo("  ".join(f"{key}={value}" for key, value in row.items()))

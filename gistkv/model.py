@@ -141,7 +141,11 @@ def prepare_base(params: ModelParams, out_dir: str | Path, download_dir: str | P
         meta.update(kind="hub", model_id=params.source)
     else:
         raise GistkvError(f"model.source: {params.source!r} is neither 'embedded', an existing folder, nor a hub id.")
+    from transformers import AutoTokenizer
+
     with atomic_dir(out_dir) as tmp:
+        # The tokenizer is small: keep a copy so the data stages depend on it, not on gigabytes of weights.
+        AutoTokenizer.from_pretrained(params.source).save_pretrained(str(tmp))
         write_json(tmp / BASE_META, meta)
     return meta
 
@@ -239,6 +243,6 @@ def load_tokenizer(base_dir: str | Path):
     from transformers import AutoConfig, AutoTokenizer
 
     location = model_location(base_dir)
-    tokenizer = AutoTokenizer.from_pretrained(location)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     config = AutoConfig.from_pretrained(location)
     return tokenizer, getattr(config, "max_position_embeddings", None)

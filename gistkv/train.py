@@ -58,6 +58,7 @@ class TrainParams:
     lora_dropout: float
     target_modules: list[str]
     use_gist_mask: bool
+    curriculum: bool             # true: train short contexts first (order by length), else shuffled
     validation_samples: int
     eval_steps: int
     logging_steps: int
@@ -142,6 +143,9 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
 
     examples = tokenize_records(train_records, tokenizer)
     validation, training = examples[: params.validation_samples], examples[params.validation_samples:]
+    if params.curriculum:
+        # Short contexts first: the copy-through-the-gist skill is learned where it is easy, then stretched.
+        training = sorted(training, key=lambda example: len(example["context_ids"]))
     base_meta = read_base_meta(base_dir)
     resume_from = prepare_checkpoints(checkpoint_dir, fingerprint(
         dataclasses.asdict(params), dataclasses.asdict(gist), base_meta, base.info,
@@ -166,11 +170,15 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
 
     live = Live(dir=str(metrics_dir / "live"), save_dvc_exp=False, dvcyaml=None, resume=resume_from is not None,
                 report=None)
-    trainer = Trainer(model=model, args=args, train_dataset=training, eval_dataset=validation,
+    trainer_class = make_curriculum_trainer() if params.curriculum else Trainer
+    trainer = trainer_class(model=model, args=args, train_dataset=training, eval_dataset=validation,
                       data_collator=GistCollator(gist_ids, tokenizer.pad_token_id, dtype, params.use_gist_mask),
                       callbacks=[DVCLiveCallback(live=live), StopAfter()])
     start = time.perf_counter()
-    initial_eval = trainer.evaluate()["eval_loss"] if resume_from is None else None
+    initial_path = checkpoint_dir / "initial_eval.json"
+    if resume_from is None:
+        write_json(initial_path, {"eval_loss": trainer.evaluate()["eval_loss"]})
+    initial_eval = json.loads(initial_path.read_text())["eval_loss"] if initial_path.exists() else float("nan")
     result = trainer.train(resume_from_checkpoint=resume_from)
     wall_s = time.perf_counter() - start
     if stop_after_steps is not None and trainer.state.global_step < params.max_steps:
@@ -180,9 +188,7 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
     if not trainer.is_world_process_zero():
         return {}
 
-    history = trainer.state.log_history
-    initial_eval = initial_eval if initial_eval is not None else next(
-        (entry["eval_loss"] for entry in history if "eval_loss" in entry), float("nan"))
+    history = [{"step": 0, "eval_loss": initial_eval}] + list(trainer.state.log_history)
     tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
     out_dir.mkdir(parents=True, exist_ok=True)
     # The gist rows travel as trainable-token deltas; never dump the whole (resized) embedding matrix.
@@ -201,8 +207,23 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
             "train_tokens_per_s": round(tokens_seen / wall_s, 1) if wall_s > 0 else 0.0,
             "device": base.info["device"], "dtype": base.info["dtype"], "quantization": base.info["quantization"],
             "num_processes": params.num_processes, "torch_threads": torch.get_num_threads(),
-            "resumed_from": Path(resume_from).name if resume_from else "", "history": trainer.state.log_history}
+            "resumed_from": Path(resume_from).name if resume_from else "", "history": history}
 
 
-def loss_curve(history: list[dict]) -> list[dict]:
-    return [{"step": entry["step"], "loss": entry["loss"]} for entry in history if "loss" in entry]
+def curve(history: list[dict], key: str) -> list[tuple[int, float]]:
+    """(step, value) pairs of one logged quantity, one per step (the last logged value wins)."""
+    by_step = {entry["step"]: entry[key] for entry in history if key in entry}
+    return sorted(by_step.items())
+
+
+def make_curriculum_trainer():
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer
+
+    class CurriculumTrainer(Trainer):
+        """Visits the (length-sorted) training set in order instead of shuffling it."""
+
+        def _get_train_sampler(self, train_dataset=None):
+            return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+
+    return CurriculumTrainer

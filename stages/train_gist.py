@@ -23,7 +23,7 @@ from gistkv.io import atomic_dir, read_jsonl, write_json, write_text
 from gistkv.params import load_section
 from gistkv.plots import plot_mask
 from gistkv.stage import stage_errors
-from gistkv.train import GistParams, TrainParams, train_compressor
+from gistkv.train import GistParams, TrainParams, curve, train_compressor
 
 app = typer.Typer(add_completion=False)
 LAUNCHED = "GISTKV_DISTRIBUTED_WORKER"
@@ -82,10 +82,8 @@ def main(params: Path = Path("params.yaml"), base: Path = Path("models/base"), n
                 raise SystemExit(3)
         history = result.pop("history")
         write_json(metrics / "train.json", result)
-        write_text(metrics / "loss.tsv", "step\tloss\n" + "".join(
-            f"{entry['step']}\t{entry['loss']:.5f}\n" for entry in history if "loss" in entry))
-        write_text(metrics / "eval_loss.tsv", "step\teval_loss\n" + "".join(
-            f"{entry['step']}\t{entry['eval_loss']:.5f}\n" for entry in history if "eval_loss" in entry))
+        for key, name in (("loss", "loss.tsv"), ("eval_loss", "eval_loss.tsv")):
+            write_text(metrics / name, f"step\t{key}\n" + "".join(f"{step}\t{value:.5f}\n" for step, value in curve(history, key)))
         write_mask_picture(metrics / "gist_mask.png", gist.num_tokens)
         typer.echo(f"trained {gist.num_tokens} gist tokens ({', '.join(gist_token_strings(min(2, gist.num_tokens)))}, …): {result}")
 

@@ -48,7 +48,14 @@ def test_four_bit_without_cuda_fails_or_falls_back_only_when_asked():
     assert quantization_plan({"load_in_4bit": True}, "cuda") == "nf4"
 
 
-def test_hub_id_and_bad_source(tmp_path):
+def test_hub_id_is_recorded_and_bad_source_refused(tmp_path, monkeypatch):
+    import transformers
+
+    class FakeTokenizer:   # no hub here: stand in for the download, keep the rest real
+        def save_pretrained(self, folder):
+            (tmp_path / "saved").write_text(folder)
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda source: FakeTokenizer())
     meta = prepare_base(params(source="meta-llama/Meta-Llama-3-8B-Instruct"), tmp_path / "base", tmp_path)
     assert meta["kind"] == "hub" and json.loads((tmp_path / "base/gistkv_base.json").read_text())["model_id"] == \
         "meta-llama/Meta-Llama-3-8B-Instruct"

@@ -1,0 +1,71 @@
+"""Benchmarks that print measured numbers (never asserted by timed tests).
+
+    gistkv bench-load                      # seconds to load models/base
+    gistkv bench-kv --lengths 1024,2048,4096   # artifact vs full KV bytes, compress tokens/s, TTFT ratios
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from gistkv.decode import greedy_decode
+from gistkv.haystack import load_sentences
+from gistkv.kv import GistKV, answer_ids, compress_ids
+from gistkv.methods import stop_ids_for
+from gistkv.prompt import encode, query_text
+
+
+def time_load(base_dir: Path, repeats: int = 3) -> list[float]:
+    from gistkv.model import load_base
+
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        load_base(base_dir)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def context_of(tokenizer, length: int) -> list[int]:
+    text = " ".join(load_sentences("pydoc")[: length])   # plenty of text; cut to the exact length
+    ids = encode(tokenizer, text)[: length - 30]
+    return ids + encode(tokenizer, " The pass key is 48213. Remember it. 48213 is the pass key.")
+
+
+def kv_benchmark(compressor, lengths: list[int], repeats: int, workdir: Path) -> list[dict]:
+    """Per length: artifact bytes, the full KV it replaces, compress tokens/s, TTFT from file vs full."""
+    model, tokenizer = compressor.model, compressor.tokenizer
+    prompt = encode(tokenizer, query_text("What is the pass key?", "The pass key is"))
+    rows = []
+    for length in lengths:
+        context = context_of(tokenizer, length)
+        compress_s, ttft_gist, ttft_full = [], [], []
+        path = workdir / f"bench_{length}.gist.safetensors"
+        for repeat in range(repeats + 1):              # first round is warm-up
+            start = time.perf_counter()
+            gist_kv = compress_ids(compressor, context)
+            elapsed = time.perf_counter() - start
+            gist_kv.save(path)
+            start = time.perf_counter()
+            loaded = GistKV.load(path, compressor)
+            gist_answer = answer_ids(compressor, loaded, prompt, max_new_tokens=1)
+            from_file = time.perf_counter() - start       # load from disk + prefill + first token
+            full = greedy_decode(model, torch.tensor([context + prompt]), max_new_tokens=1,
+                                 stop_ids=stop_ids_for(tokenizer))
+            if repeat:
+                compress_s.append(elapsed)
+                ttft_gist.append(from_file)
+                ttft_full.append(full.ttft_s)
+        full_kv = full.kv_bytes
+        rows.append({"context_tokens": len(context), "artifact_bytes": path.stat().st_size,
+                     "full_kv_bytes": full_kv, "kv_ratio": round(full_kv / path.stat().st_size, 1),
+                     "compress_tokens_per_s": round(len(context) / statistics.median(compress_s), 1),
+                     "ttft_ask_from_file_s": round(statistics.median(ttft_gist), 4),
+                     "ttft_full_context_s": round(statistics.median(ttft_full), 4),
+                     "ttft_speedup": round(statistics.median(ttft_full) / statistics.median(ttft_gist), 1),
+                     "gist_first_token": tokenizer.decode(gist_answer.token_ids)})
+    return rows
