@@ -107,6 +107,12 @@ def summarize(predictions: list[dict]) -> dict:
         subset = [p for p in predictions if p["variant"] == variant]
         if subset:
             metrics[f"accuracy_{variant}"] = round(sum(p["correct"] for p in subset) / len(subset), 4)
+    for source in sorted({p["haystack"] for p in predictions}):   # e.g. a haystack training never saw
+        subset = [p for p in predictions if p["haystack"] == source]
+        metrics[f"accuracy_haystack_{source}"] = round(sum(p["correct"] for p in subset) / len(subset), 4)
+    for length in sorted({p["target_tokens"] for p in predictions}):
+        subset = [p for p in predictions if p["target_tokens"] == length]
+        metrics[f"accuracy_tokens_{length}"] = round(sum(p["correct"] for p in subset) / len(subset), 4)
     for key in ("compress_s", "index_s"):
         values = [p[key] for p in predictions if key in p]
         if values:

@@ -41,8 +41,8 @@ def add_gist_tokens(tokenizer, model, num_tokens: int) -> list[int]:
     """Add ``<GIST_i>`` special tokens once, grow the embeddings, return their ids.
 
     Idempotent: tokens already in the vocabulary are reused, and the embedding matrix is only
-    resized when it is smaller than the tokenizer. New rows start at the mean embedding
-    (a deterministic, in-distribution start; RoPE positions tell the N tokens apart).
+    resized when it is smaller than the tokenizer. New rows start near the mean embedding
+    (see ``gist_init``).
     """
     if num_tokens < 1:
         raise GistkvError(f"gist.num_tokens: must be at least 1, got {num_tokens}.")
@@ -59,8 +59,21 @@ def add_gist_tokens(tokenizer, model, num_tokens: int) -> list[int]:
             model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
             with torch.no_grad():
                 weight = model.get_input_embeddings().weight
-                weight[old_rows:] = weight[:old_rows].mean(dim=0, keepdim=True)
+                weight[old_rows:] = gist_init(weight[:old_rows], len(tokenizer) - old_rows)
     return list(gist_ids)
+
+
+def gist_init(vocab: torch.Tensor, rows: int) -> torch.Tensor:
+    """Mean embedding plus seeded noise of the vocabulary's per-dimension spread.
+
+    Identical rows would leave the N gist tokens told apart only by their RoPE position, a
+    symmetry training is slow to break; the noise is drawn from a fixed generator so the
+    same model always gets the same gist embeddings.
+    """
+    generator = torch.Generator().manual_seed(rows)
+    noise = torch.randn(rows, vocab.shape[1], generator=generator, dtype=torch.float32)
+    mean, std = vocab.float().mean(dim=0), vocab.float().std(dim=0)
+    return (mean + noise * std).to(vocab.dtype)
 
 
 def gist_attention_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

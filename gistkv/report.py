@@ -92,6 +92,10 @@ def comparison_table(eval_metrics: dict, dataset: str) -> list[str]:
             ("decode tokens/s", "decode_tokens_per_s", ""), ("hallucination rate", "hallucination_rate", "pct"),
             ("one-off: compress s / context", "compress_s_median", ""), ("one-off: index s / context", "index_s_median", ""),
             ("retrieval recall (needle chunk)", "retrieval_recall", "pct"), ("samples", "n", "")]
+    first = next(iter(eval_metrics.get((m, dataset)) for m in METHOD_TITLES if (m, dataset) in eval_metrics))
+    extra = sorted(key for key in first if key.startswith(("accuracy_tokens_", "accuracy_haystack_")))
+    rows[4:4] = [(key.replace("accuracy_tokens_", "accuracy at ").replace("accuracy_haystack_", "accuracy on haystack ")
+                  + (" tokens" if key.startswith("accuracy_tokens_") else ""), key, "pct") for key in extra]
     methods = [m for m in METHOD_TITLES if (m, dataset) in eval_metrics]
     lines = ["| | " + " | ".join(METHOD_TITLES[m] for m in methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for title, key, kind in rows:

@@ -51,6 +51,7 @@ class TrainParams:
     batch_size: int
     gradient_accumulation_steps: int
     learning_rate: float
+    lr_scheduler: str            # transformers scheduler name: constant_with_warmup, cosine, linear, ...
     warmup_steps: int
     weight_decay: float
     lora_r: int
@@ -156,7 +157,7 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
         output_dir=str(checkpoint_dir), max_steps=params.max_steps, per_device_train_batch_size=params.batch_size,
         per_device_eval_batch_size=params.batch_size, gradient_accumulation_steps=params.gradient_accumulation_steps,
         learning_rate=params.learning_rate, warmup_steps=params.warmup_steps, weight_decay=params.weight_decay,
-        lr_scheduler_type="cosine", logging_steps=params.logging_steps, eval_strategy="steps",
+        lr_scheduler_type=params.lr_scheduler, logging_steps=params.logging_steps, eval_strategy="steps",
         eval_steps=params.eval_steps, save_strategy="steps", save_steps=params.save_steps, save_total_limit=2,
         seed=params.seed, data_seed=params.seed, report_to="none", remove_unused_columns=False,
         use_cpu=not on_cuda, bf16=on_cuda and dtype == torch.bfloat16, dataloader_num_workers=0,
