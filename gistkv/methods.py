@@ -30,6 +30,11 @@ def stop_ids_for(tokenizer) -> set[int]:
     return ids
 
 
+def record_query(record: dict) -> str:
+    """What follows the context: a NIAH question + answer prefix, or a task's own prompt suffix."""
+    return record["query"] if "query" in record else query_text(record["question"], record["answer_prefix"])
+
+
 class FullContext:
     name = "full"
 
@@ -41,8 +46,7 @@ class FullContext:
         return {"context_repr_tokens": record["context_tokens"]}
 
     def answer(self, record: dict, max_new_tokens: int) -> Decoded:
-        ids = encode(self.tokenizer, record["context"]) + encode(
-            self.tokenizer, query_text(record["question"], record["answer_prefix"]))
+        ids = encode(self.tokenizer, record.get("prefix", "") + record["context"]) + encode(self.tokenizer, record_query(record))
         return greedy_decode(self.model, torch.tensor([ids], device=self.device), max_new_tokens=max_new_tokens,
                              stop_ids=self.stop_ids)
 
@@ -62,12 +66,12 @@ class Rag(FullContext):
         hits = self.index.retrieve(record["id"], record["question"], self.top_k)
         self.retrieved[record["id"]] = hits
         return {"index_s": index_s, "context_repr_tokens": sum(hit["num_tokens"] for hit in hits),
-                "retrieved_needle": any(record["needle"][:20] in hit["text"] for hit in hits)}
+                **({"retrieved_needle": any(record["needle"][:20] in hit["text"] for hit in hits)}
+                   if "needle" in record else {})}
 
     def answer(self, record: dict, max_new_tokens: int) -> Decoded:
-        context = "\n".join(hit["text"] for hit in self.retrieved[record["id"]])
-        ids = encode(self.tokenizer, context) + encode(
-            self.tokenizer, query_text(record["question"], record["answer_prefix"]))
+        context = record.get("prefix", "") + "\n".join(hit["text"] for hit in self.retrieved[record["id"]])
+        ids = encode(self.tokenizer, context) + encode(self.tokenizer, record_query(record))
         return greedy_decode(self.model, torch.tensor([ids], device=self.device), max_new_tokens=max_new_tokens,
                              stop_ids=self.stop_ids)
 
@@ -90,7 +94,7 @@ class Gist:
                 "artifact_bytes": entry["bytes"]}
 
     def answer(self, record: dict, max_new_tokens: int) -> Decoded:
-        prompt = encode(self.tokenizer, query_text(record["question"], record["answer_prefix"]))
+        prompt = encode(self.tokenizer, record_query(record))
         return answer_ids(self.compressor, self.loaded[record["id"]], prompt, max_new_tokens=max_new_tokens)
 
 

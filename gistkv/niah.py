@@ -158,7 +158,8 @@ class Haystacker:
                 break
             budget += target - count
         count, context, starts = best
-        if abs(count - target) > target * self.tolerance:
+        # One token of slack: a Hangul syllable can be 2-3 byte tokens, so short targets cannot always land exactly.
+        if abs(count - target) > max(1.0, target * self.tolerance):
             raise GistkvError(f"niah: could not hit {target} tokens within ±{self.tolerance:.0%} (got {count}).")
         return context, starts
 

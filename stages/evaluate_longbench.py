@@ -1,0 +1,78 @@
+"""Stage evaluate_longbench: full / rag / gist on the downloaded LongBench tasks, or an offline note.
+
+    python stages/evaluate_longbench.py
+    dvc repro evaluate_longbench
+
+Writes metrics/longbench.json (flat: <method>.<task>.score, LongBench's 0-100 scale) and
+data/eval/longbench/<method>_<task>.jsonl. Gist compresses each context in-process here.
+When download_longbench could not fetch the data, writes {"evaluated": 0} and the reason.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from gistkv.evaluate import EvaluateParams
+from gistkv.io import read_jsonl, write_json, write_jsonl
+from gistkv.params import load_section
+from gistkv.stage import stage_errors
+
+app = typer.Typer(add_completion=False)
+
+
+@dataclass
+class LongBenchEvalParams:
+    methods: list[str]
+    max_samples: int            # per task (the download keeps download_longbench.max_samples)
+    max_context_tokens: int     # middle truncation of each context
+
+
+@app.command()
+def main(params: Path = Path("params.yaml"), longbench: Path = Path("data/longbench"), base: Path = Path("models/base"),
+         gist: Path = Path("models/gist"), out: Path = Path("data/eval/longbench"),
+         metrics: Path = Path("metrics/longbench.json")) -> None:
+    with stage_errors():
+        settings = load_section(params, "evaluate_longbench", LongBenchEvalParams)
+        evaluate = load_section(params, "evaluate", EvaluateParams)
+        status = json.loads((longbench / "status.json").read_text(encoding="utf-8"))
+        if status.get("status") != "available":
+            write_json(metrics, {"evaluated": 0, "reason": f"not evaluated (offline: {status.get('reason')})"})
+            write_jsonl(out / "NOT_EVALUATED.jsonl", [])
+            typer.echo(f"LongBench not evaluated (offline: {status.get('reason')})")
+            return
+        from gistkv.longbench_eval import OnTheFlyGist, evaluate_task, to_method_record
+        from gistkv.methods import FullContext, Rag
+
+        results = {"evaluated": 1}
+        for method_name in settings.methods:
+            if method_name == "gist":
+                from gistkv.compressor import load_compressor
+
+                method = OnTheFlyGist(load_compressor(gist))
+            else:
+                from gistkv.model import load_base
+
+                loaded = load_base(base)
+                if method_name == "full":
+                    method = FullContext(loaded.model, loaded.tokenizer, loaded.info["device"])
+                else:
+                    from gistkv.embedder import load_embedder
+                    from gistkv.rag import RagIndex
+
+                    index = RagIndex(out / f"rag_index_{method_name}", "longbench", load_embedder(base.parent / "embedder"),
+                                     loaded.tokenizer, evaluate.rag_chunk_tokens, evaluate.rag_chunk_overlap)
+                    method = Rag(loaded.model, loaded.tokenizer, loaded.info["device"], index, evaluate.rag_top_k)
+            for task in status["tasks"]:
+                raw = read_jsonl(longbench / f"{task}.jsonl")[: settings.max_samples]
+                records = [to_method_record(task, r, i, method.tokenizer, settings.max_context_tokens) for i, r in enumerate(raw)]
+                predictions, summary = evaluate_task(method, task, records)
+                write_jsonl(out / f"{method_name}_{task}.jsonl", predictions)
+                results[f"{method_name}.{task}.score"] = summary["score"]
+        write_json(metrics, results)
+        typer.echo(f"LongBench: {results}")
+
+
+if __name__ == "__main__":
+    app()
