@@ -157,6 +157,14 @@ class Haystacker:
             if count == target:
                 break
             budget += target - count
+        # Multi-token characters (Hangul) can make the budget jump past the target: search around it.
+        for delta in (1, -1, 2, -2, 3, -3, 4, -4):
+            if best[0] == target:
+                break
+            context, starts = self._cut(sentences, needles, budget + delta)
+            count = self.tokens(context)
+            if abs(count - target) < abs(best[0] - target):
+                best = (count, context, starts)
         count, context, starts = best
         # One token of slack: a Hangul syllable can be 2-3 byte tokens, so short targets cannot always land exactly.
         if abs(count - target) > max(1.0, target * self.tolerance):
