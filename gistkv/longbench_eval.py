@@ -53,7 +53,10 @@ def rouge_l(prediction: str, reference: str) -> float:
 
     class Words:                       # rouge-score's default tokenizer drops non-Latin text
         def tokenize(self, text):
-            return tokens_for_f1(text)
+            words = re.sub(r"[^\w\s]", " ", text.lower())
+            if re.search(r"[\u4e00-\u9fff]", words):
+                return [ch for ch in words if not ch.isspace()]
+            return words.split()
 
     return rouge_scorer.RougeScorer(["rougeL"], tokenizer=Words()).score(reference, prediction)["rougeL"].fmeasure
 

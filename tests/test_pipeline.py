@@ -65,3 +65,14 @@ def test_dvc_repro_tiny_profile_end_to_end(tmp_path):
     assert (work / "dvc.lock").read_text() == lock
     status = run([sys.executable, "-m", "dvc", "status"], work)
     assert "up to date" in status
+
+    # A variant re-runs only the compressor and what reads it; full/rag results are reused.
+    run(["git", "add", "-A"], work)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "first run"], work)
+    full_before = (work / "metrics/eval/full_niah_en.json").read_text()
+    experiment = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "gist.num_tokens=3"], work)
+    reran = {line.split("'")[1] for line in experiment.splitlines() if line.startswith("Running stage")}
+    assert reran == {"train_gist", "extract_gist_kv", "evaluate@gist-niah_en", "evaluate@gist-niah_ko", "report"}, reran
+    assert (work / "metrics/eval/full_niah_en.json").read_text() == full_before
+    diff = run([sys.executable, "-m", "dvc", "metrics", "diff"], work)
+    assert "gist.niah_en.compression_ratio" in diff, diff
