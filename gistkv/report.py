@@ -124,14 +124,19 @@ def heatmap_grid(predictions: list[dict]) -> tuple[np.ndarray, list[float], list
     return grid, depths, lengths
 
 
-def longbench_status(longbench_dir: Path) -> str:
+def longbench_status(longbench_dir: Path, metrics_dir: Path) -> str:
+    scores_path = metrics_dir / "longbench.json"
+    if scores_path.exists():
+        scores = read_json(scores_path)
+        if scores.get("evaluated"):
+            return "; ".join(f"{key} = {value}" for key, value in sorted(scores.items()) if key != "evaluated")
     status_path = longbench_dir / "status.json"
     if not status_path.exists():
         return "not evaluated (download_longbench has not run)"
     status = json.loads(status_path.read_text(encoding="utf-8"))
     if status.get("status") != "available":
         return f"not evaluated (offline: {status.get('reason', 'unavailable')})"
-    return f"downloaded ({', '.join(status.get('tasks', []))}); evaluation of LongBench tasks is not implemented yet"
+    return "downloaded, not evaluated yet (run evaluate_longbench)"
 
 
 def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, params: dict, targets: Targets,
@@ -153,7 +158,7 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
              f"eval loss {train.get('eval_loss_initial', '?')} → {train.get('eval_loss_final', '?')}",
              f"- eval sets: {', '.join(datasets)}; context lengths {params['niah']['splits']['eval']['context_lengths']} "
              f"tokens, depths {params['niah']['splits']['eval']['depth_min']:.0%}–{params['niah']['splits']['eval']['depth_max']:.0%}",
-             f"- LongBench: {longbench_status(longbench_dir)}", ""]
+             f"- LongBench: {longbench_status(longbench_dir, metrics_dir)}", ""]
     points = []
     for dataset in datasets:
         lines += [f"## {dataset}", "", *comparison_table(eval_metrics, dataset), "", *targets_table(eval_metrics, dataset, targets), ""]

@@ -72,7 +72,8 @@ def test_dvc_repro_tiny_profile_end_to_end(tmp_path):
     full_before = (work / "metrics/eval/full_niah_en.json").read_text()
     experiment = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "gist.num_tokens=3"], work)
     reran = {line.split("'")[1] for line in experiment.splitlines() if line.startswith("Running stage")}
-    assert reran == {"train_gist", "extract_gist_kv", "evaluate@gist-niah_en", "evaluate@gist-niah_ko", "report"}, reran
+    assert reran == {"train_gist", "extract_gist_kv", "evaluate@gist-niah_en", "evaluate@gist-niah_ko",
+                     "evaluate_longbench", "report"}, reran
     assert (work / "metrics/eval/full_niah_en.json").read_text() == full_before
     diff = run([sys.executable, "-m", "dvc", "metrics", "diff"], work)
     assert "gist.niah_en.compression_ratio" in diff, diff
