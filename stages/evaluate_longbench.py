@@ -46,6 +46,7 @@ def main(params: Path = Path("params.yaml"), longbench: Path = Path("data/longbe
         from gistkv.methods import FullContext, Rag
 
         results = {"evaluated": 1}
+        loaded = None               # full and rag share one base model: load it once
         for method_name in settings.methods:
             if method_name == "gist":
                 from gistkv.compressor import load_compressor
@@ -54,7 +55,7 @@ def main(params: Path = Path("params.yaml"), longbench: Path = Path("data/longbe
             else:
                 from gistkv.model import load_base
 
-                loaded = load_base(base)
+                loaded = loaded or load_base(base)
                 if method_name == "full":
                     method = FullContext(loaded.model, loaded.tokenizer, loaded.info["device"])
                 else:
