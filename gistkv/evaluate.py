@@ -103,10 +103,13 @@ def summarize(predictions: list[dict]) -> dict:
                "peak_rss_mb": round(peak_rss_mb(), 1)}
     if torch.cuda.is_available():
         metrics["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    for variant in ("passkey", "keyed"):
+    for variant in ("passkey", "keyed"):      # the bar is on the single passkey; keyed is reported beside it
         subset = [p for p in predictions if p["variant"] == variant]
         if subset:
-            metrics[f"accuracy_{variant}"] = round(sum(p["correct"] for p in subset) / len(subset), 4)
+            hits = sum(p["correct"] for p in subset)
+            low, high = wilson_interval(hits, len(subset))
+            metrics.update({f"accuracy_{variant}": round(hits / len(subset), 4), f"n_{variant}": len(subset),
+                            f"accuracy_{variant}_ci_low": round(low, 4), f"accuracy_{variant}_ci_high": round(high, 4)})
     for source in sorted({p["haystack"] for p in predictions}):   # e.g. a haystack training never saw
         subset = [p for p in predictions if p["haystack"] == source]
         metrics[f"accuracy_haystack_{source}"] = round(sum(p["correct"] for p in subset) / len(subset), 4)

@@ -92,33 +92,6 @@ def to_method_record(task: str, record: dict, index: int, tokenizer, max_context
             "context_tokens": len(context_ids)}
 
 
-class OnTheFlyGist:
-    """Gist on LongBench: compress prefix + context in-process (timed apart), answer the suffix."""
-
-    name = "gist"
-
-    def __init__(self, compressor):
-        self.compressor, self.tokenizer = compressor, compressor.tokenizer
-        self.cache: dict = {}
-
-    def prepare(self, record: dict) -> dict:
-        import time
-
-        from gistkv.kv import compress_ids
-        from gistkv.prompt import encode
-
-        start = time.perf_counter()
-        self.cache[record["id"]] = compress_ids(self.compressor, encode(self.tokenizer, record["prefix"] + record["context"]))
-        return {"compress_s": time.perf_counter() - start, "context_repr_tokens": len(self.compressor.gist_ids)}
-
-    def answer(self, record: dict, max_new_tokens: int):
-        from gistkv.kv import answer_ids
-        from gistkv.prompt import encode
-
-        return answer_ids(self.compressor, self.cache.pop(record["id"]), encode(self.tokenizer, record["query"]),
-                          max_new_tokens=max_new_tokens)
-
-
 def evaluate_task(method, task: str, records: list[dict]) -> tuple[list[dict], dict]:
     predictions = []
     for record in records:

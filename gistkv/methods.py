@@ -1,15 +1,21 @@
-"""The three ways of answering a question about a long context, behind one interface.
+"""The ways of answering a question about a long context, behind one interface.
 
     full  - the base model reads the whole context
     rag   - top-k retrieved chunks of the context (ChromaDB + all-MiniLM-L6-v2)
-    gist  - the gist tokens' KV cache from data/gist_kv (the context is never re-read)
+    gist  - the gist tokens' KV cache (stored by extract_gist_kv, or compressed in-process)
+    lora  - control: the whole context through a LoRA trained on the same data *without* the
+            gist mask, so gist's score is not confused with the effect of fine-tuning
 
 Every method builds the same query (``gistkv.prompt``) and decodes with ``gistkv.decode``.
-Look methods up by name in ``METHODS``.
+Build one by name with ``MethodBuilder``:
+
+    builder = MethodBuilder(Path("models/base"), Path("models/gist"), Path("models/lora"), settings)
+    method = builder.build("rag", rag_index_dir=Path("data/rag_index/niah_en"), collection="niah_en")
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -17,7 +23,8 @@ import torch
 
 from gistkv.decode import Decoded, greedy_decode
 from gistkv.errors import GistkvError
-from gistkv.kv import GistKV, answer_ids
+from gistkv.io import read_json
+from gistkv.kv import GistKV, answer_ids, compress_ids
 from gistkv.prompt import encode, query_text
 
 
@@ -45,10 +52,32 @@ class FullContext:
     def prepare(self, record: dict) -> dict:
         return {"context_repr_tokens": record["context_tokens"]}
 
+    def prompt_ids(self, record: dict) -> list[int]:
+        return encode(self.tokenizer, record.get("prefix", "") + record["context"]) + encode(self.tokenizer, record_query(record))
+
     def answer(self, record: dict, max_new_tokens: int) -> Decoded:
-        ids = encode(self.tokenizer, record.get("prefix", "") + record["context"]) + encode(self.tokenizer, record_query(record))
-        return greedy_decode(self.model, torch.tensor([ids], device=self.device), max_new_tokens=max_new_tokens,
-                             stop_ids=self.stop_ids)
+        return greedy_decode(self.model, torch.tensor([self.prompt_ids(record)], device=self.device),
+                             max_new_tokens=max_new_tokens, stop_ids=self.stop_ids)
+
+
+class LoraControl(FullContext):
+    """The plain-LoRA control (Mu et al.'s "positive control"): trained on the same examples with
+    the same gist tokens in the sequence, but with ordinary causal attention, so the answer can
+    read the context directly. It answers from the full context: compression 1x."""
+
+    name = "lora"
+
+    def __init__(self, compressor):
+        if compressor.meta.get("use_gist_mask", True):
+            raise GistkvError("lora: the control model was trained with the gist mask; "
+                              "train it with `python stages/train_gist.py --control`.")
+        super().__init__(compressor.model, compressor.tokenizer, compressor.device)
+        self.gist_ids = compressor.gist_ids
+
+    def prompt_ids(self, record: dict) -> list[int]:
+        # The same layout as in training: context, gist tokens, query.
+        return (encode(self.tokenizer, record.get("prefix", "") + record["context"]) + self.gist_ids
+                + encode(self.tokenizer, record_query(record)))
 
 
 class Rag(FullContext):
@@ -69,11 +98,9 @@ class Rag(FullContext):
                 **({"retrieved_needle": any(record["needle"][:20] in hit["text"] for hit in hits)}
                    if "needle" in record else {})}
 
-    def answer(self, record: dict, max_new_tokens: int) -> Decoded:
+    def prompt_ids(self, record: dict) -> list[int]:
         context = record.get("prefix", "") + "\n".join(hit["text"] for hit in self.retrieved[record["id"]])
-        ids = encode(self.tokenizer, context) + encode(self.tokenizer, record_query(record))
-        return greedy_decode(self.model, torch.tensor([ids], device=self.device), max_new_tokens=max_new_tokens,
-                             stop_ids=self.stop_ids)
+        return encode(self.tokenizer, context) + encode(self.tokenizer, record_query(record))
 
 
 class Gist:
@@ -98,4 +125,68 @@ class Gist:
         return answer_ids(self.compressor, self.loaded[record["id"]], prompt, max_new_tokens=max_new_tokens)
 
 
-METHODS = ("full", "rag", "gist")
+class OnTheFlyGist:
+    """Gist without stored artifacts: compress prefix + context in-process (timed apart), answer the query."""
+
+    name = "gist"
+
+    def __init__(self, compressor):
+        self.compressor, self.tokenizer = compressor, compressor.tokenizer
+        self.cache: dict = {}
+
+    def prepare(self, record: dict) -> dict:
+        start = time.perf_counter()
+        self.cache[record["id"]] = compress_ids(self.compressor, encode(self.tokenizer, record.get("prefix", "") + record["context"]))
+        return {"compress_s": time.perf_counter() - start, "context_repr_tokens": len(self.compressor.gist_ids)}
+
+    def answer(self, record: dict, max_new_tokens: int) -> Decoded:
+        return answer_ids(self.compressor, self.cache.pop(record["id"]), encode(self.tokenizer, record_query(record)),
+                          max_new_tokens=max_new_tokens)
+
+
+METHODS = ("full", "rag", "gist", "lora")
+
+
+class MethodBuilder:
+    """Build methods by name, loading each model once (full and rag share the base model).
+
+    ``settings`` carries rag_chunk_tokens, rag_chunk_overlap and rag_top_k (``EvaluateParams``).
+    """
+
+    def __init__(self, base_dir: Path, gist_dir: Path, lora_dir: Path, settings):
+        self.base_dir, self.gist_dir, self.lora_dir, self.settings = Path(base_dir), Path(gist_dir), Path(lora_dir), settings
+        self._base = None
+
+    def base(self):
+        if self._base is None:
+            from gistkv.model import load_base
+
+            self._base = load_base(self.base_dir)
+        return self._base
+
+    def build(self, name: str, *, rag_index_dir: Path, collection: str, gist_kv_dir: Path | None = None,
+              compress_s: dict[str, float] | None = None):
+        """``gist_kv_dir``: answer gist from stored artifacts (its manifest.json); else compress in-process."""
+        if name not in METHODS:
+            raise GistkvError(f"method {name!r}: unknown (known: {', '.join(METHODS)}).")
+        if name in ("gist", "lora"):
+            from gistkv.compressor import load_compressor
+
+            compressor = load_compressor(self.gist_dir if name == "gist" else self.lora_dir)
+            if name == "lora":
+                return LoraControl(compressor)
+            if not compressor.meta.get("use_gist_mask", True):
+                raise GistkvError(f"{self.gist_dir}: trained without the gist mask (a control model), not a gist compressor.")
+            if gist_kv_dir is None:
+                return OnTheFlyGist(compressor)
+            return Gist(compressor, gist_kv_dir, read_json(Path(gist_kv_dir) / "manifest.json"), compress_s or {})
+        loaded = self.base()
+        if name == "full":
+            return FullContext(loaded.model, loaded.tokenizer, loaded.info["device"])
+        from gistkv.embedder import load_embedder
+        from gistkv.rag import RagIndex
+
+        shutil.rmtree(rag_index_dir, ignore_errors=True)        # rebuilt from scratch: indexing time is measured
+        index = RagIndex(rag_index_dir, collection, load_embedder(self.base_dir.parent / "embedder"), loaded.tokenizer,
+                         self.settings.rag_chunk_tokens, self.settings.rag_chunk_overlap)
+        return Rag(loaded.model, loaded.tokenizer, loaded.info["device"], index, self.settings.rag_top_k)

@@ -1,10 +1,10 @@
-"""Stage evaluate_longbench: full / rag / gist on the downloaded LongBench tasks, or an offline note.
+"""Stage evaluate_longbench: full / rag / gist / lora on the downloaded LongBench tasks, or an offline note.
 
     python stages/evaluate_longbench.py
     dvc repro evaluate_longbench
 
 Writes metrics/longbench.json (flat: <method>.<task>.score, LongBench's 0-100 scale) and
-data/eval/longbench/<method>_<task>.jsonl. Gist compresses each context in-process here.
+data/eval/longbench/<method>_<task>.jsonl. Gist compresses each context in-process here; an unknown method name is an error.
 When download_longbench could not fetch the data, writes {"evaluated": 0} and the reason.
 """
 
@@ -31,7 +31,7 @@ class LongBenchEvalParams:
 
 @app.command()
 def main(params: Path = Path("params.yaml"), longbench: Path = Path("data/longbench"), base: Path = Path("models/base"),
-         gist: Path = Path("models/gist"), out: Path = Path("data/eval/longbench"),
+         gist: Path = Path("models/gist"), lora: Path = Path("models/lora"), out: Path = Path("data/eval/longbench"),
          metrics: Path = Path("metrics/longbench.json")) -> None:
     with stage_errors():
         settings = load_section(params, "evaluate_longbench", LongBenchEvalParams)
@@ -42,29 +42,13 @@ def main(params: Path = Path("params.yaml"), longbench: Path = Path("data/longbe
             write_jsonl(out / "NOT_EVALUATED.jsonl", [])
             typer.echo(f"LongBench not evaluated (offline: {status.get('reason')})")
             return
-        from gistkv.longbench_eval import OnTheFlyGist, evaluate_task, to_method_record
-        from gistkv.methods import FullContext, Rag
+        from gistkv.longbench_eval import evaluate_task, to_method_record
+        from gistkv.methods import MethodBuilder
 
         results = {"evaluated": 1}
-        loaded = None               # full and rag share one base model: load it once
+        builder = MethodBuilder(base, gist, lora, evaluate)     # full and rag share one base model
         for method_name in settings.methods:
-            if method_name == "gist":
-                from gistkv.compressor import load_compressor
-
-                method = OnTheFlyGist(load_compressor(gist))
-            else:
-                from gistkv.model import load_base
-
-                loaded = loaded or load_base(base)
-                if method_name == "full":
-                    method = FullContext(loaded.model, loaded.tokenizer, loaded.info["device"])
-                else:
-                    from gistkv.embedder import load_embedder
-                    from gistkv.rag import RagIndex
-
-                    index = RagIndex(out / f"rag_index_{method_name}", "longbench", load_embedder(base.parent / "embedder"),
-                                     loaded.tokenizer, evaluate.rag_chunk_tokens, evaluate.rag_chunk_overlap)
-                    method = Rag(loaded.model, loaded.tokenizer, loaded.info["device"], index, evaluate.rag_top_k)
+            method = builder.build(method_name, rag_index_dir=out / f"rag_index_{method_name}", collection="longbench")
             for task in status["tasks"]:
                 raw = read_jsonl(longbench / f"{task}.jsonl")[: settings.max_samples]
                 records = [to_method_record(task, r, i, method.tokenizer, settings.max_context_tokens) for i, r in enumerate(raw)]

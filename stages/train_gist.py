@@ -3,12 +3,15 @@
     python stages/train_gist.py                         # default CPU run (see README for timing)
     dvc exp run -S gist.num_tokens=25                   # variant; only downstream stages re-run
     python stages/train_gist.py   # with train.num_processes: 2 -> DDP workers (accelerate on CUDA)
+    python stages/train_gist.py --control --out models/lora --checkpoints models/lora_checkpoints \
+        --metrics metrics/train_lora                    # plain-LoRA control: same recipe, no gist mask
 
 Writes models/gist/ (adapter, tokenizer, compressor.json), metrics/train/train.json,
 metrics/train/loss.tsv (dvc plot) and metrics/train/gist_mask.png; checkpoints go to the
 persisted models/gist_checkpoints/ so an interrupted run resumes.
 """
 
+import dataclasses
 import os
 import random
 import subprocess
@@ -50,10 +53,10 @@ def relaunch_distributed(num_processes: int) -> None:
     raise SystemExit(subprocess.call(cmd + sys.argv, env=env))
 
 
-def write_mask_picture(path: Path, num_gist: int) -> None:
+def write_mask_picture(path: Path, num_gist: int, use_gist_mask: bool) -> None:
     """A readable picture: a short context, the gist block and a short query/answer."""
     example = {"context_ids": list(range(12)), "query_ids": list(range(5)), "answer_ids": list(range(3))}
-    batch = GistCollator(list(range(100, 100 + num_gist)), 0)([example])
+    batch = GistCollator(list(range(100, 100 + num_gist)), 0, use_gist_mask=use_gist_mask)([example])
     allowed = (batch["attention_mask"][0, 0] == 0).numpy()
     end_gist = 12 + num_gist
     plot_mask(allowed, [("context", 0, 12), ("gist", 12, end_gist), ("query", end_gist, end_gist + 5),
@@ -63,10 +66,14 @@ def write_mask_picture(path: Path, num_gist: int) -> None:
 @app.command()
 def main(params: Path = Path("params.yaml"), base: Path = Path("models/base"), niah: Path = Path("data/niah"),
          out: Path = Path("models/gist"), checkpoints: Path = Path("models/gist_checkpoints"),
-         metrics: Path = Path("metrics/train"), stop_after_steps: int = typer.Option(None, hidden=True)) -> None:
+         metrics: Path = Path("metrics/train"),
+         control: bool = typer.Option(False, "--control", help="plain-LoRA control: train without the gist mask"),
+         stop_after_steps: int = typer.Option(None, hidden=True)) -> None:
     with stage_errors():
         gist = load_section(params, "gist", GistParams)
         train = load_section(params, "train", TrainParams)
+        if control:     # the same recipe and data; only the attention differs
+            train = dataclasses.replace(train, use_gist_mask=False)
         relaunch_distributed(train.num_processes)
         records = [record for lang in train.langs for record in read_jsonl(niah / lang / "train.jsonl")]
         random.Random(train.seed).shuffle(records)
@@ -84,7 +91,7 @@ def main(params: Path = Path("params.yaml"), base: Path = Path("models/base"), n
         write_json(metrics / "train.json", result)
         for key, name in (("loss", "loss.tsv"), ("eval_loss", "eval_loss.tsv")):
             write_text(metrics / name, f"step\t{key}\n" + "".join(f"{step}\t{value:.5f}\n" for step, value in curve(history, key)))
-        write_mask_picture(metrics / "gist_mask.png", gist.num_tokens)
+        write_mask_picture(metrics / "gist_mask.png", gist.num_tokens, train.use_gist_mask)
         typer.echo(f"trained {gist.num_tokens} gist tokens ({', '.join(gist_token_strings(min(2, gist.num_tokens)))}, …): {result}")
 
 

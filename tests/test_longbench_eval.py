@@ -4,9 +4,9 @@ import pytest
 
 from gistkv.compressor import untrained_compressor
 from gistkv.errors import GistkvError
-from gistkv.longbench_eval import (MAX_NEW_TOKENS, OnTheFlyGist, build_prompt, evaluate_task, retrieval_score,
+from gistkv.longbench_eval import (MAX_NEW_TOKENS, build_prompt, evaluate_task, retrieval_score,
                                    rouge_l, score, to_method_record, truncate_middle)
-from gistkv.methods import FullContext
+from gistkv.methods import FullContext, OnTheFlyGist
 
 RECORD = {"input": "Who wrote it?", "context": "Alice wrote the report in 2020. " * 30, "answers": ["Alice"],
           "_id": "x1"}

@@ -53,7 +53,7 @@ def test_dvc_repro_tiny_profile_end_to_end(tmp_path):
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], work)
 
     run([sys.executable, "-m", "dvc", "repro"], work)
-    for method in ("full", "rag", "gist"):
+    for method in ("full", "rag", "gist", "lora"):
         for lang in ("en", "ko"):
             assert (work / f"metrics/eval/{method}_niah_{lang}.json").exists()
     assert (work / "metrics/summary.json").exists() and (work / "metrics/report/report.md").exists()
@@ -72,8 +72,9 @@ def test_dvc_repro_tiny_profile_end_to_end(tmp_path):
     full_before = (work / "metrics/eval/full_niah_en.json").read_text()
     experiment = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "gist.num_tokens=3"], work)
     reran = {line.split("'")[1] for line in experiment.splitlines() if line.startswith("Running stage")}
-    assert reran == {"train_gist", "extract_gist_kv", "evaluate@gist-niah_en", "evaluate@gist-niah_ko",
-                     "evaluate_longbench", "report"}, reran
+    # (the lora control re-runs too: it carries the same gist tokens, only without the mask)
+    assert reran == {"train_gist", "train_lora", "extract_gist_kv", "evaluate@gist-niah_en", "evaluate@gist-niah_ko",
+                     "evaluate@lora-niah_en", "evaluate@lora-niah_ko", "evaluate_longbench", "report"}, reran
     assert (work / "metrics/eval/full_niah_en.json").read_text() == full_before
     diff = run([sys.executable, "-m", "dvc", "metrics", "diff"], work)
     assert "gist.niah_en.compression_ratio" in diff, diff

@@ -9,10 +9,12 @@ from gistkv.params import read_params
 from gistkv.report import Targets, build_report
 
 
-def metrics_for(method, accuracy, compression, kv_bytes, tps):
+def metrics_for(method, accuracy, compression, kv_bytes, tps, passkey=None):
     return {"method": method, "dataset": "niah_en", "n": 4, "accuracy": accuracy, "accuracy_ci_low": 0.1,
             "accuracy_ci_high": 0.9, "compression_ratio": compression, "kv_bytes": kv_bytes, "peak_rss_mb": 900.0,
-            "ttft_s": 0.5, "decode_tokens_per_s": tps, "hallucination_rate": 0.25, "accuracy_passkey": accuracy}
+            "ttft_s": 0.5, "decode_tokens_per_s": tps, "hallucination_rate": 0.25,
+            "accuracy_passkey": accuracy if passkey is None else passkey, "n_passkey": 3,
+            "accuracy_passkey_ci_low": 0.2, "accuracy_passkey_ci_high": 0.95}
 
 
 def predictions(correct):
@@ -23,7 +25,10 @@ def predictions(correct):
 def test_report_from_fixture(tmp_path):
     metrics, preds = tmp_path / "metrics", tmp_path / "preds"
     write_json(metrics / "eval/full_niah_en.json", metrics_for("full", 0.75, 1.0, 40_000_000, 16.0))
-    write_json(metrics / "eval/gist_niah_en.json", metrics_for("gist", 0.95, 102.4, 460_800, 20.0))
+    # Overall accuracy above the bar, single passkey below it: the bar is on the single passkey.
+    write_json(metrics / "eval/gist_niah_en.json", metrics_for("gist", 0.95, 102.4, 460_800, 20.0, passkey=0.85))
+    write_json(metrics / "eval/lora_niah_en.json", metrics_for("lora", 1.0, 1.0, 40_100_000, 16.0))
+    write_jsonl(preds / "lora_niah_en.jsonl", predictions([True, True, True, True]))
     write_jsonl(preds / "full_niah_en.jsonl", predictions([True, True, True, False]))
     write_jsonl(preds / "gist_niah_en.jsonl", predictions([True, True, True, True]))
     (metrics / "train").mkdir()
@@ -33,7 +38,10 @@ def test_report_from_fixture(tmp_path):
     assert flat["gist.niah_en.accuracy"] == 0.95 and flat["full.niah_en.kv_bytes"] == 40_000_000
     assert json.loads((metrics / "summary.json").read_text()) == flat
     text = (tmp_path / "report/report.md").read_text()
-    assert "| passkey accuracy | 75.0 % | 95.0 % |" in text
+    assert "| accuracy, all questions | 75.0 % | 95.0 % | 100.0 % |" in text
+    assert "| 95 % CI (Wilson), single passkey | [20.0 %, 95.0 %] | [20.0 %, 95.0 %] | [20.0 %, 95.0 %] |" in text
+    assert "| single-passkey accuracy ≥ 90% | 85.0 % (Wilson lower bound 20.0 %, n = 3) | **not met** |" in text
+    assert "single passkey 85.0 % vs 100.0 %." in text and "LoRA control (full context)" in text
     assert "| compression ≥ 100x | 102.4x | met |" in text
     assert "LongBench: not evaluated" in text
     for name, size in [("heatmap_gist_niah_en.png", None), ("accuracy_vs_compression.png", (600, 400)),
