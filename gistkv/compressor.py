@@ -98,6 +98,3 @@ def untrained_compressor(model, tokenizer, num_gist_tokens: int, device: str = "
             "gist_token_ids": gist_ids, **model_shape(model.config)}
     return Compressor(model=model, tokenizer=tokenizer, gist_ids=gist_ids, meta=meta, device=device)
 
-
-def inference_dtype(compressor: Compressor) -> torch.dtype:
-    return compressor.model.get_input_embeddings().weight.dtype

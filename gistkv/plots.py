@@ -90,7 +90,7 @@ def plot_bars(labels: list[str], series: dict[str, list[float]], title: str, pat
     save(fig, path)
 
 
-def plot_curve(steps: list[float], values: dict[str, list[tuple[float, float]]], title: str, path: str | Path) -> None:
+def plot_curve(values: dict[str, list[tuple[float, float]]], title: str, path: str | Path) -> None:
     fig, axis = plt.subplots(figsize=(6, 4))
     for name, pairs in values.items():
         if pairs:

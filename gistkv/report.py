@@ -121,6 +121,14 @@ def comparison_table(eval_metrics: dict, dataset: str) -> list[str]:
     return lines
 
 
+def read_curve(path: Path) -> list[tuple[float, float]]:
+    """(step, value) rows of a two-column TSV curve with a header; [] when the file is absent."""
+    if not path.exists():
+        return []
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:] if line]
+    return [(float(step), float(value)) for step, value in rows]
+
+
 def heatmap_grid(predictions: list[dict]) -> tuple[np.ndarray, list[float], list[int]]:
     depths = sorted({p["depth_bin"] for p in predictions})
     lengths = sorted({p["target_tokens"] for p in predictions})
@@ -195,15 +203,11 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
                         "memory and latency", out_dir / "memory_ttft.png")
         lines += ["## Overview", "", "![accuracy vs compression](accuracy_vs_compression.png)", "",
                   "![memory and TTFT](memory_ttft.png)", ""]
-    loss_path = metrics_dir / "train" / "loss.tsv"
-    if loss_path.exists():
-        def read_tsv(path):
-            rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line]
-            return [(float(a), float(b)) for a, b in rows]
-        eval_path = metrics_dir / "train" / "eval_loss.tsv"
-        plots.plot_curve([], {"train loss": read_tsv(loss_path),
-                              "eval loss (held-out train samples)": read_tsv(eval_path) if eval_path.exists() else []},
-                         "gist training", out_dir / "loss.png")
+    curves = {title: read_curve(metrics_dir / folder / name) for title, folder, name in (
+        ("gist: train loss", "train", "loss.tsv"), ("gist: eval loss (held-out train samples)", "train", "eval_loss.tsv"),
+        ("LoRA control: eval loss", "train_lora", "eval_loss.tsv"))}
+    if curves["gist: train loss"]:
+        plots.plot_curve({title: points for title, points in curves.items() if points}, "training", out_dir / "loss.png")
         lines += ["## Training", "", "![loss](loss.png)", ""]
     write_text(out_dir / "report.md", "\n".join(lines))
     return flat
