@@ -64,8 +64,12 @@ def resolve_base_dir(base_dir: str, gist_dir: Path) -> Path:
 
 
 def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device: str | None = None,
-                    merge: bool = True) -> Compressor:
-    """Load base + adapter; ``merge`` folds LoRA into the weights for faster inference."""
+                    merge: bool = True, gist_mask: bool = True) -> Compressor:
+    """Load base + adapter; ``merge`` folds LoRA into the weights for faster inference.
+
+    ``gist_mask=False`` loads the plain-LoRA control instead; either kind refuses the other,
+    because a model trained without the mask never learned to put the context into the gist.
+    """
     from peft import PeftModel
     from transformers import AutoTokenizer
 
@@ -74,6 +78,9 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
     if not meta_path.exists():
         raise GistkvError(f"{meta_path}: missing; train a compressor first (dvc repro train_gist).")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if bool(meta.get("use_gist_mask", True)) != gist_mask:
+        kind = "a gist compressor (trained with the gist mask)" if gist_mask else "the plain-LoRA control (no gist mask)"
+        raise GistkvError(f"{meta_path}: use_gist_mask is {meta.get('use_gist_mask')}; expected {kind}.")
     base = load_base(resolve_base_dir(base_dir or meta["base_dir"], gist_dir), device=device)
     tokenizer = AutoTokenizer.from_pretrained(str(gist_dir))
     if tokenizer.pad_token_id is None:

@@ -68,9 +68,6 @@ class LoraControl(FullContext):
     name = "lora"
 
     def __init__(self, compressor):
-        if compressor.meta.get("use_gist_mask", True):
-            raise GistkvError("lora: the control model was trained with the gist mask; "
-                              "train it with `python stages/train_gist.py --control`.")
         super().__init__(compressor.model, compressor.tokenizer, compressor.device)
         self.gist_ids = compressor.gist_ids
 
@@ -172,11 +169,9 @@ class MethodBuilder:
         if name in ("gist", "lora"):
             from gistkv.compressor import load_compressor
 
-            compressor = load_compressor(self.gist_dir if name == "gist" else self.lora_dir)
             if name == "lora":
-                return LoraControl(compressor)
-            if not compressor.meta.get("use_gist_mask", True):
-                raise GistkvError(f"{self.gist_dir}: trained without the gist mask (a control model), not a gist compressor.")
+                return LoraControl(load_compressor(self.lora_dir, gist_mask=False))
+            compressor = load_compressor(self.gist_dir)
             if gist_kv_dir is None:
                 return OnTheFlyGist(compressor)
             return Gist(compressor, gist_kv_dir, read_json(Path(gist_kv_dir) / "manifest.json"), compress_s or {})

@@ -42,9 +42,9 @@ def test_control_and_compressor_are_not_interchangeable(trained):
     assert isinstance(builder.build("lora", rag_index_dir=root / "idx", collection="c"), LoraControl)
     assert isinstance(builder.build("gist", rag_index_dir=root / "idx", collection="c"), OnTheFlyGist)
     swapped = MethodBuilder(builder.base_dir, root / "lora", root / "gist", SETTINGS)
-    with pytest.raises(GistkvError, match="trained without the gist mask"):
+    with pytest.raises(GistkvError, match="use_gist_mask is False; expected a gist compressor"):
         swapped.build("gist", rag_index_dir=root / "idx", collection="c")
-    with pytest.raises(GistkvError, match="lora: the control model was trained with the gist mask"):
+    with pytest.raises(GistkvError, match="use_gist_mask is True; expected the plain-LoRA control"):
         swapped.build("lora", rag_index_dir=root / "idx", collection="c")
 
 
