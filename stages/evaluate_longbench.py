@@ -16,7 +16,7 @@ import typer
 
 from gistkv.evaluate import EvaluateParams
 from gistkv.io import read_jsonl, write_json, write_jsonl
-from gistkv.params import load_section
+from gistkv.params import load_section, require
 from gistkv.stage import stage_errors
 
 app = typer.Typer(add_completion=False)
@@ -28,11 +28,18 @@ class LongBenchEvalParams:
     max_samples: int            # per task (the download keeps download_longbench.max_samples)
     max_context_tokens: int     # middle truncation of each context
 
+    def validate(self, where: str) -> None:
+        from gistkv.methods import METHODS
+
+        unknown = [name for name in self.methods if name not in METHODS]
+        require(not unknown, f"{where}.methods", f"unknown {unknown} (known: {', '.join(METHODS)}).")
+        require(self.max_samples > 0 and self.max_context_tokens > 0, where, "max_samples and max_context_tokens must be positive.")
+
 
 @app.command()
 def main(params: Path = Path("params.yaml"), longbench: Path = Path("data/longbench"), base: Path = Path("models/base"),
          gist: Path = Path("models/gist"), lora: Path = Path("models/lora"), out: Path = Path("data/eval/longbench"),
-         metrics: Path = Path("metrics/longbench.json")) -> None:
+         rag_index: Path = Path("data/rag_index/longbench"), metrics: Path = Path("metrics/longbench.json")) -> None:
     with stage_errors():
         settings = load_section(params, "evaluate_longbench", LongBenchEvalParams)
         evaluate = load_section(params, "evaluate", EvaluateParams)
@@ -48,7 +55,8 @@ def main(params: Path = Path("params.yaml"), longbench: Path = Path("data/longbe
         results = {"evaluated": 1}
         builder = MethodBuilder(base, gist, lora, evaluate)     # full and rag share one base model
         for method_name in settings.methods:
-            method = builder.build(method_name, rag_index_dir=out / f"rag_index_{method_name}", collection="longbench")
+            # the index lives outside the stage's output: chromadb's files are not deterministic bytes
+            method = builder.build(method_name, rag_index_dir=rag_index, collection="longbench")
             for task in status["tasks"]:
                 raw = read_jsonl(longbench / f"{task}.jsonl")[: settings.max_samples]
                 records = [to_method_record(task, r, i, method.tokenizer, settings.max_context_tokens) for i, r in enumerate(raw)]

@@ -1,5 +1,8 @@
 """Methods by name (MethodBuilder) and the plain-LoRA control, on a tiny trained pair of models."""
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 from test_train import records, train_params
@@ -10,6 +13,7 @@ from gistkv.gist import GistCollator
 from gistkv.methods import Gist, LoraControl, MethodBuilder, OnTheFlyGist
 from gistkv.train import GistParams, train_compressor
 
+REPO = Path(__file__).parent.parent
 SETTINGS = EvaluateParams(max_new_tokens=3, warmup_samples=0, rag_chunk_tokens=16, rag_chunk_overlap=4, rag_top_k=1,
                           embedder_package="unused", torch_threads=1)
 
@@ -23,6 +27,13 @@ def trained(tiny_base, tmp_path_factory):
                          train_params(max_steps=2, save_steps=2, eval_steps=2, use_gist_mask=masked),
                          root / name, root / f"{name}_ckpt", root / f"{name}_metrics")
     return MethodBuilder(tiny_base, root / "gist", root / "lora", SETTINGS), root
+
+
+def load_stage(name: str):
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def niah_record(index: int) -> dict:
@@ -77,3 +88,38 @@ def test_gist_from_stored_artifacts_needs_a_manifest(trained):
     (root / "kv").mkdir()
     (root / "kv/manifest.json").write_text("{}")
     assert isinstance(builder.build("gist", rag_index_dir=root / "idx", collection="c", gist_kv_dir=root / "kv"), Gist)
+
+
+def test_longbench_stage_runs_every_method_on_downloaded_tasks(trained, tmp_path):
+    """The 'available' branch of stages/evaluate_longbench.py on a two-record task (rag needs the
+    MiniLM embedder and is covered in test_rag.py)."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    builder, root = trained
+    longbench = tmp_path / "longbench"
+    longbench.mkdir()
+    (longbench / "status.json").write_text(json.dumps({"status": "available", "tasks": ["multifieldqa_en"]}))
+    rows = [{"input": "Who wrote it?", "context": "Alice wrote the report in 2020. " * 12, "answers": ["Alice"],
+             "_id": f"x{i}"} for i in range(2)]
+    (longbench / "multifieldqa_en.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["evaluate_longbench"].update(methods=["full", "gist", "lora"], max_samples=2, max_context_tokens=48)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    stage = load_stage("evaluate_longbench")
+    args = ["--params", str(tmp_path / "params.yaml"), "--longbench", str(longbench), "--base", str(builder.base_dir),
+            "--gist", str(root / "gist"), "--lora", str(root / "lora"), "--out", str(tmp_path / "out"),
+            "--rag-index", str(tmp_path / "idx"), "--metrics", str(tmp_path / "longbench.json")]
+    done = CliRunner().invoke(stage.app, args)
+    assert done.exit_code == 0, done.output
+    scores = json.loads((tmp_path / "longbench.json").read_text())
+    assert scores["evaluated"] == 1 and set(scores) == {"evaluated", "full.multifieldqa_en.score",
+                                                        "gist.multifieldqa_en.score", "lora.multifieldqa_en.score"}
+    assert all(0 <= value <= 100 for key, value in scores.items() if key != "evaluated")
+    assert len((tmp_path / "out/gist_multifieldqa_en.jsonl").read_text().splitlines()) == 2
+    params["evaluate_longbench"]["methods"] = ["full", "bm25"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    refused = CliRunner().invoke(stage.app, args)
+    assert refused.exit_code == 1 and "evaluate_longbench.methods: unknown ['bm25']" in refused.output
