@@ -33,6 +33,7 @@ from gistkv.prompt import answer_text, encode, query_text
 
 log = logging.getLogger(__name__)
 FINGERPRINT = "gistkv_fingerprint.json"
+ELAPSED = "gistkv_elapsed.json"     # in each checkpoint: training seconds up to it, summed over resumes
 
 
 @dataclass
@@ -101,6 +102,40 @@ def prepare_checkpoints(checkpoint_dir: Path, print_: str) -> str | None:
     return get_last_checkpoint(str(checkpoint_dir))
 
 
+def sort_adapter_config(path: Path) -> None:
+    """peft writes target_modules from a set, in an order that changes with Python's string hashing;
+    sorted, the same params give the same adapter bytes (and the same dvc.lock hash)."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("target_modules", "modules_to_save"):         # sets in peft; order carries no meaning
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def seconds_before(checkpoint: str | None) -> tuple[float, str]:
+    """Training seconds spent before resuming from ``checkpoint`` and how they are known.
+
+    Exact from the checkpoint's own record; for a checkpoint without one, estimated from the
+    ``train_runtime`` each earlier session logged (its last value per session; the steps after a
+    session's last log are missing from the estimate).
+    """
+    if checkpoint is None:
+        return 0.0, "measured"
+    record = Path(checkpoint) / ELAPSED
+    if record.exists():
+        return float(json.loads(record.read_text())["train_s"]), "measured"
+    state = Path(checkpoint) / "trainer_state.json"
+    history = json.loads(state.read_text())["log_history"] if state.exists() else []
+    total, last = 0.0, None
+    for entry in history:
+        if "train_runtime" not in entry:
+            continue
+        runtime = float(entry["train_runtime"])
+        total += runtime - last if last is not None and runtime >= last else runtime   # a drop = a new session
+        last = runtime
+    return total, "estimated from logged runtimes"
+
+
 def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -166,6 +201,9 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
 
     class StopAfter(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:     # so a resumed run reports the whole training time
+                write_json(checkpoint_dir / f"checkpoint-{state.global_step}" / ELAPSED,
+                           {"train_s": round(before_s + time.perf_counter() - start, 3)})
             if stop_after_steps is not None and state.global_step >= stop_after_steps:
                 control.should_training_stop = True
 
@@ -175,13 +213,14 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
     trainer = trainer_class(model=model, args=args, train_dataset=training, eval_dataset=validation,
                       data_collator=GistCollator(gist_ids, tokenizer.pad_token_id, dtype, params.use_gist_mask),
                       callbacks=[DVCLiveCallback(live=live), StopAfter()])
+    before_s, wall_source = seconds_before(resume_from)
     start = time.perf_counter()
     initial_path = checkpoint_dir / "initial_eval.json"
     if resume_from is None:
         write_json(initial_path, {"eval_loss": trainer.evaluate()["eval_loss"]})
     initial_eval = json.loads(initial_path.read_text())["eval_loss"] if initial_path.exists() else float("nan")
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    wall_s = time.perf_counter() - start
+    trainer.train(resume_from_checkpoint=resume_from)
+    wall_s = before_s + time.perf_counter() - start
     if stop_after_steps is not None and trainer.state.global_step < params.max_steps:
         return {"stopped_at_step": trainer.state.global_step}
     final_eval = trainer.evaluate()["eval_loss"]
@@ -194,6 +233,7 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
     out_dir.mkdir(parents=True, exist_ok=True)
     # The gist rows travel as trainable-token deltas; never dump the whole (resized) embedding matrix.
     model.save_pretrained(str(out_dir / ADAPTER_DIR), save_embedding_layers=False)
+    sort_adapter_config(out_dir / ADAPTER_DIR / "adapter_config.json")
     tokenizer.save_pretrained(str(out_dir))
     write_json(out_dir / COMPRESSOR_META, {
         "base_model": base.info["model_id"], "base_weights_sha256": base.info["weights_sha256"],
@@ -202,9 +242,12 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
         "quantization": base.info["quantization"], "use_gist_mask": params.use_gist_mask,
         "lora": {"r": params.lora_r, "alpha": params.lora_alpha, "target_modules": list(params.target_modules)},
         **model_shape(model.config)})
-    return {"train_loss": round(float(result.training_loss), 4), "eval_loss_initial": round(float(initial_eval), 4),
+    # Mean of the logged losses rather than Trainer's own average, which covers only this session.
+    losses = [value for _, value in curve(history, "loss")]
+    return {"train_loss": round(sum(losses) / len(losses), 4) if losses else float("nan"),
+            "eval_loss_initial": round(float(initial_eval), 4),
             "eval_loss_final": round(float(final_eval), 4), "steps": trainer.state.global_step,
-            "train_wall_s": round(wall_s, 1), "train_tokens_seen": tokens_seen,
+            "train_wall_s": round(wall_s, 1), "train_wall_s_source": wall_source, "train_tokens_seen": tokens_seen,
             "train_tokens_per_s": round(tokens_seen / wall_s, 1) if wall_s > 0 else 0.0,
             "device": base.info["device"], "dtype": base.info["dtype"], "quantization": base.info["quantization"],
             "num_processes": params.num_processes, "torch_threads": torch.get_num_threads(),

@@ -43,6 +43,8 @@ def test_train_saves_a_small_adapter_and_a_usable_compressor(tiny_base, tmp_path
     # gist rows travel as trainable-token deltas, never as a whole embedding matrix
     assert any("trainable_tokens_delta" in name for name in names)
     assert not any(name.endswith("embed_tokens.weight") or "base_layer" in name for name in names)
+    adapter_config = json.loads((tmp_path / "gist/adapter/adapter_config.json").read_text())
+    assert adapter_config["target_modules"] == sorted(adapter_config["target_modules"])   # same params, same bytes
     compressor = load_compressor(tmp_path / "gist", base_dir=str(tiny_base))
     assert isinstance(answer(compressor, compress(compressor, "The pass key is 10007."), "What is it?", 3), str)
 
@@ -53,6 +55,9 @@ def test_interrupted_training_resumes_from_the_last_checkpoint(tiny_base, tmp_pa
     assert first == {"stopped_at_step": 2} and (tmp_path / "ckpt/checkpoint-2").exists()
     second = train_compressor(*args, tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m")
     assert second["resumed_from"] == "checkpoint-2" and second["steps"] == 4
+    # the resumed run reports the whole training time, not just its own session
+    first_s = json.loads((tmp_path / "ckpt/checkpoint-2/gistkv_elapsed.json").read_text())["train_s"]
+    assert second["train_wall_s"] >= first_s > 0 and second["train_wall_s_source"] == "measured"
     # other inputs must not resume from these checkpoints
     third = train_compressor(tiny_base, records(12), GistParams(num_tokens=3), train_params(), tmp_path / "gist3",
                              tmp_path / "ckpt", tmp_path / "m")
@@ -77,3 +82,15 @@ def test_two_cpu_processes_ddp(tiny_base, tmp_path):
     result = json.loads((tmp_path / "metrics/train.json").read_text())
     assert result["num_processes"] == 2 and result["steps"] == 4
     assert (tmp_path / "gist/compressor.json").exists()
+
+
+def test_training_time_of_an_old_checkpoint_is_estimated_from_its_logs(tmp_path):
+    from gistkv.train import seconds_before
+
+    checkpoint = tmp_path / "checkpoint-40"
+    checkpoint.mkdir()
+    runtimes = [1.0, 2.0, 3.0, 0.5, 1.5]          # a second session started after 3.0 s
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"log_history": [
+        {"step": 10 * (i + 1), "loss": 1.0, "train_runtime": value} for i, value in enumerate(runtimes)]}))
+    assert seconds_before(str(checkpoint)) == (4.5, "estimated from logged runtimes")
+    assert seconds_before(None) == (0.0, "measured")
