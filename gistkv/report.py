@@ -85,7 +85,7 @@ def targets_table(eval_metrics: dict, dataset: str, targets: Targets) -> list[st
     lines += [f"| {name} | {value} | {'met' if ok else '**not met**'} |" for name, value, ok in checks]
     control = eval_metrics.get(("lora", dataset))
     if control:     # what fine-tuning alone gives, with the whole context in view
-        lines += ["", f"Against the plain-LoRA control (same training, no gist mask, full context): gist keeps "
+        lines += ["", f"Against the plain-LoRA control (same training, no gist mask, full context): gist answers "
                   f"{fmt(gist['accuracy'], 'pct')} of all questions vs the control's {fmt(control['accuracy'], 'pct')}; "
                   f"single passkey {fmt(passkey, 'pct')} vs {fmt(control.get('accuracy_passkey'), 'pct')}."]
     return lines
