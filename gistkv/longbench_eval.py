@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from gistkv.errors import GistkvError
-from gistkv.scoring import normalize_answer, qa_f1, tokens_for_f1
+from gistkv.scoring import normalize_answer, qa_f1
 
 # From LongBench's config/dataset2prompt.json and dataset2maxlen.json (THUDM/LongBench, v1).
 PROMPTS = {
