@@ -11,6 +11,7 @@ dtype, device and quantization used in training).
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from gistkv.model import load_base, sha256_file
 COMPRESSOR_META = "compressor.json"
 ADAPTER_DIR = "adapter"
 POSITION_SCHEME = "contiguous: context 0..L-1, gist L..L+N-1, query continues at L+N"
+# Who reads the context: "adapted" = the LoRA-adapted model (the adapter acts on every token),
+# "base" = the unmodified base model (adapter off for the context; gist/query tokens use it).
+CONTEXT_ENCODERS = ("adapted", "base")
 
 
 @dataclass
@@ -32,6 +36,7 @@ class Compressor:
     gist_ids: list[int]
     meta: dict
     device: str
+    context_encoder: str = "adapted"
 
     @property
     def max_positions(self) -> int:
@@ -42,6 +47,19 @@ class Compressor:
         from gistkv.methods import stop_ids_for
 
         return stop_ids_for(self.tokenizer)
+
+    @torch.no_grad()
+    def encode_context(self, context_ids: list[int]):
+        """KV cache of the context at positions 0..L-1, read as in training (see CONTEXT_ENCODERS)."""
+        from transformers import DynamicCache
+
+        if not context_ids:
+            return DynamicCache()
+        ids = torch.tensor([list(context_ids)], device=self.device)
+        adapter_off = self.model.disable_adapter() if self.context_encoder == "base" else nullcontext()
+        with adapter_off:
+            return self.model(input_ids=ids, position_ids=torch.arange(len(context_ids), device=self.device)[None],
+                              use_cache=True, logits_to_keep=1).cache
 
     def identity(self) -> dict:
         return {key: self.meta[key] for key in ("base_model", "base_weights_sha256", "tokenizer_sha256",
@@ -88,20 +106,29 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
     gist_ids = add_gist_tokens(tokenizer, base.model, int(meta["num_gist_tokens"]))
     if gist_ids != meta["gist_token_ids"]:
         raise GistkvError(f"{meta_path}: gist token ids {meta['gist_token_ids']} differ from the tokenizer's {gist_ids}.")
+    context_encoder = meta.get("context_encoder", "adapted")
+    if context_encoder not in CONTEXT_ENCODERS:
+        raise GistkvError(f"{meta_path}: context_encoder {context_encoder!r} is not one of {', '.join(CONTEXT_ENCODERS)}.")
     model = PeftModel.from_pretrained(base.model, str(gist_dir / ADAPTER_DIR))
-    if merge:
+    if merge and context_encoder == "adapted":    # "base" needs the adapter switchable for the context pass
         model = model.merge_and_unload()
     model.eval()
     meta = dict(meta, tokenizer_sha256=sha256_file(gist_dir / "tokenizer.json"),
                 adapter_sha256=sha256_file(gist_dir / ADAPTER_DIR / "adapter_model.safetensors"))
-    return Compressor(model=model, tokenizer=tokenizer, gist_ids=gist_ids, meta=meta, device=base.info["device"])
+    return Compressor(model=model, tokenizer=tokenizer, gist_ids=gist_ids, meta=meta, device=base.info["device"],
+                      context_encoder=context_encoder)
 
 
-def untrained_compressor(model, tokenizer, num_gist_tokens: int, device: str = "cpu") -> Compressor:
-    """Wrap any model as a compressor (tests, and the 'before training' baseline)."""
+def untrained_compressor(model, tokenizer, num_gist_tokens: int, device: str = "cpu",
+                         context_encoder: str = "adapted") -> Compressor:
+    """Wrap any model as a compressor (tests, and accuracy checks during training).
+
+    ``context_encoder="base"`` needs a peft model (its adapter is switched off for the context).
+    """
     gist_ids = add_gist_tokens(tokenizer, model, num_gist_tokens)
     meta = {"base_model": getattr(model.config, "_name_or_path", "in-memory"), "base_weights_sha256": "in-memory",
             "tokenizer_sha256": "in-memory", "adapter_sha256": "none", "num_gist_tokens": num_gist_tokens,
             "gist_token_ids": gist_ids, **model_shape(model.config)}
-    return Compressor(model=model, tokenizer=tokenizer, gist_ids=gist_ids, meta=meta, device=device)
+    return Compressor(model=model, tokenizer=tokenizer, gist_ids=gist_ids, meta=meta, device=device,
+                      context_encoder=context_encoder)
 

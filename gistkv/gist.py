@@ -21,8 +21,6 @@ keys and values, which is exactly the cache that ``gistkv.kv`` keeps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from gistkv.errors import GistkvError
@@ -103,20 +101,26 @@ def prefix_attention_mask(prefix_len: int, query_len: int, dtype: torch.dtype, d
     return mask[None, None]
 
 
-@dataclass
-class GistExample:
-    """Token ids of one training example; the answer is what the loss is computed on."""
+def tail_attention_mask(context_len: int, num_gist: int, num_after: int, dtype: torch.dtype, device=None,
+                        use_gist_mask: bool = True) -> torch.Tensor:
+    """Mask (1, 1, T, context+T) for ``[gist; query; answer]`` (T tokens) on top of a cached context.
 
-    context_ids: list[int]
-    query_ids: list[int]
-    answer_ids: list[int]
+    The same rule as ``gist_attention_mask``, for the two-pass layout: gist rows see the
+    context, query/answer rows see only the gist tokens and themselves (all of it without
+    ``use_gist_mask``).
+    """
+    mask = prefix_attention_mask(context_len, num_gist + num_after, dtype, device)
+    if use_gist_mask:
+        mask[0, 0, num_gist:, :context_len] = torch.finfo(dtype).min
+    return mask
 
 
 class GistCollator:
-    """Batch ``GistExample``-like dicts into one masked forward pass for HF ``Trainer``.
+    """Batch ``{context_ids, query_ids, answer_ids}`` dicts into one masked forward pass for HF ``Trainer``.
 
     Right padding; position ids run 0..T-1 so they match the two-pass path exactly;
-    labels are -100 everywhere except the answer tokens.
+    labels are -100 everywhere except the answer tokens. ``segments`` (the codes above) let
+    the trainer split a row into context and tail when the context is read by the base model.
     """
 
     def __init__(self, gist_ids: list[int], pad_id: int, dtype: torch.dtype = torch.float32,
@@ -143,11 +147,12 @@ class GistCollator:
             input_ids[row, : len(ids)] = torch.tensor(ids)
             segments[row, : len(segs)] = torch.tensor(segs)
             labels[row, : len(labs)] = torch.tensor(labs)
-        if not self.use_gist_mask:
-            segments = torch.where(segments == PAD, PAD, CONTEXT)
+        # Without the gist mask every real token is treated like context: plain causal attention.
+        mask_segments = segments if self.use_gist_mask else torch.where(segments == PAD, PAD, CONTEXT)
         return {
             "input_ids": input_ids,
-            "attention_mask": gist_attention_mask(segments, self.dtype),
+            "attention_mask": gist_attention_mask(mask_segments, self.dtype),
             "position_ids": torch.arange(length).expand(len(rows), length).clone(),
             "labels": labels,
+            "segments": segments,
         }

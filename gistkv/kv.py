@@ -30,6 +30,7 @@ from transformers import DynamicCache
 
 from gistkv.decode import Decoded, greedy_decode, model_dtype
 from gistkv.errors import GistkvError
+from gistkv.gist import prefix_attention_mask
 from gistkv.io import atomic_path
 from gistkv.prompt import encode, query_text
 
@@ -132,7 +133,7 @@ def text_sha256(text: str) -> str:
 
 @torch.no_grad()
 def compress_ids(compressor, context_ids: list[int]) -> GistKV:
-    """Run ``[context; gist]`` once and keep only the gist tokens' keys and values."""
+    """Read the context, run the gist tokens on top of it, keep only the gist tokens' keys and values."""
     model = compressor.model
     gist_ids = compressor.gist_ids
     max_positions = compressor.max_positions
@@ -141,8 +142,12 @@ def compress_ids(compressor, context_ids: list[int]) -> GistKV:
         raise GistkvError(f"context has {len(context_ids)} tokens; with {len(gist_ids)} gist tokens that exceeds the "
                           f"model's {max_positions} positions — split the document and compress each part.")
     device = compressor.device
-    input_ids = torch.tensor([list(context_ids) + list(gist_ids)], device=device)
-    out = model(input_ids=input_ids, position_ids=torch.arange(total, device=device)[None], use_cache=True)
+    cache = compressor.encode_context(context_ids)
+    # Gist tokens see the whole context and each other causally: the single-pass layout, in two passes.
+    out = model(input_ids=torch.tensor([list(gist_ids)], device=device),
+                attention_mask=prefix_attention_mask(len(context_ids), len(gist_ids), model_dtype(model), device),
+                position_ids=torch.arange(len(context_ids), total, device=device)[None], cache=cache, use_cache=True,
+                logits_to_keep=1)
     num_gist = len(gist_ids)
     # (kv_heads, num_gist, head_dim) per layer: the last num_gist slots are the gist tokens.
     keys = [layer.keys[0, :, -num_gist:, :].detach().cpu().clone() for layer in out.cache.layers]

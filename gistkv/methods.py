@@ -69,12 +69,20 @@ class LoraControl(FullContext):
 
     def __init__(self, compressor):
         super().__init__(compressor.model, compressor.tokenizer, compressor.device)
-        self.gist_ids = compressor.gist_ids
+        self.compressor = compressor
 
-    def prompt_ids(self, record: dict) -> list[int]:
-        # The same layout as in training: context, gist tokens, query.
-        return (encode(self.tokenizer, record.get("prefix", "") + record["context"]) + self.gist_ids
-                + encode(self.tokenizer, record_query(record)))
+    def answer(self, record: dict, max_new_tokens: int) -> Decoded:
+        # The training layout: context (read as in training, see Compressor.encode_context), gist tokens, query.
+        context_ids = encode(self.tokenizer, record.get("prefix", "") + record["context"])
+        start = time.perf_counter()
+        cache = self.compressor.encode_context(context_ids)
+        encode_s = time.perf_counter() - start
+        prompt = self.compressor.gist_ids + encode(self.tokenizer, record_query(record))
+        decoded = greedy_decode(self.model, torch.tensor([prompt], device=self.device), cache=cache,
+                                prefix_len=len(context_ids), first_position=len(context_ids),
+                                max_new_tokens=max_new_tokens, stop_ids=self.stop_ids)
+        decoded.ttft_s += encode_s          # reading the context is part of answering from it
+        return decoded
 
 
 class Rag(FullContext):

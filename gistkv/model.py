@@ -234,10 +234,6 @@ def load_base(base_dir: str | Path, *, device: str | None = None) -> LoadedModel
     return LoadedModel(model=model, tokenizer=tokenizer, info=info)
 
 
-def params_dict(params: ModelParams) -> dict:
-    return dataclasses.asdict(params)
-
-
 def load_tokenizer(base_dir: str | Path):
     """The base tokenizer and the model's position limit, without loading weights."""
     from transformers import AutoConfig, AutoTokenizer

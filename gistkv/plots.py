@@ -90,13 +90,13 @@ def plot_bars(labels: list[str], series: dict[str, list[float]], title: str, pat
     save(fig, path)
 
 
-def plot_curve(values: dict[str, list[tuple[float, float]]], title: str, path: str | Path) -> None:
+def plot_curve(values: dict[str, list[tuple[float, float]]], title: str, path: str | Path, ylabel: str = "loss") -> None:
     fig, axis = plt.subplots(figsize=(6, 4))
     for name, pairs in values.items():
         if pairs:
             axis.plot([p[0] for p in pairs], [p[1] for p in pairs], marker="o", markersize=3, label=name)
     axis.set_xlabel("step")
-    axis.set_ylabel("loss")
+    axis.set_ylabel(ylabel)
     axis.set_title(title)
     axis.legend()
     axis.grid(alpha=0.3)

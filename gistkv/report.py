@@ -209,5 +209,18 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
     if curves["gist: train loss"]:
         plots.plot_curve({title: points for title, points in curves.items() if points}, "training", out_dir / "loss.png")
         lines += ["## Training", "", "![loss](loss.png)", ""]
+    accuracy = {title: read_curve(metrics_dir / folder / "val_accuracy.tsv")
+                for title, folder in (("gist (answers from the gist cache)", "train"),
+                                      ("LoRA control (full context)", "train_lora"))}
+    if any(accuracy.values()):
+        plots.plot_curve(accuracy, "held-out training records: accuracy vs steps", out_dir / "accuracy_vs_steps.png",
+                         ylabel="accuracy")
+        held_out = params.get("train", {}).get("validation_samples", "?")
+        lengths = sorted(set(params["niah"].get("splits", {}).get("train", {}).get("context_lengths", [])))
+        lines += ["Accuracy vs training steps, measured during training with the evaluation code on the "
+                  f"{held_out} held-out *training-split* records (mixed lengths {lengths} tokens; never the eval split): "
+                  + "; ".join(f"{title}: " + " → ".join(f"{value:.0%}" for _, value in points)
+                              for title, points in accuracy.items() if points) + ".", "",
+                  "![accuracy vs steps](accuracy_vs_steps.png)", ""]
     write_text(out_dir / "report.md", "\n".join(lines))
     return flat

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import torch
 
-from gistkv.compressor import ADAPTER_DIR, COMPRESSOR_META, POSITION_SCHEME, model_shape
+from gistkv.compressor import ADAPTER_DIR, COMPRESSOR_META, CONTEXT_ENCODERS, POSITION_SCHEME, model_shape
 from gistkv.errors import GistkvError
 from gistkv.gist import GistCollator, add_gist_tokens
 from gistkv.io import write_json
 from gistkv.model import load_base, read_base_meta
 from gistkv.params import require
 from gistkv.prompt import answer_text, encode, query_text
+from gistkv.trainer import make_gist_trainer, make_held_out_accuracy
 
 log = logging.getLogger(__name__)
 FINGERPRINT = "gistkv_fingerprint.json"
@@ -60,6 +61,7 @@ class TrainParams:
     lora_dropout: float
     target_modules: list[str]
     use_gist_mask: bool
+    context_encoder: str         # "base": the context is read by the frozen base model (no backward through it)
     curriculum: bool             # true: train short contexts first (order by length), else shuffled
     validation_samples: int
     eval_steps: int
@@ -74,6 +76,8 @@ class TrainParams:
         require(self.learning_rate > 0, f"{where}.learning_rate", "must be positive.")
         require(bool(self.target_modules), f"{where}.target_modules", "must name at least one module.")
         require(self.num_processes >= 1, f"{where}.num_processes", "must be >= 1.")
+        require(self.context_encoder in CONTEXT_ENCODERS, f"{where}.context_encoder",
+                f"must be one of {', '.join(CONTEXT_ENCODERS)}, got {self.context_encoder!r}.")
 
 
 def tokenize_records(records: list[dict], tokenizer) -> list[dict]:
@@ -159,7 +163,7 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
     tests use it to check that a re-run resumes.
     """
     from dvclive import Live
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import TrainerCallback, TrainingArguments
     from transformers.integrations import DVCLiveCallback
 
     from gistkv.stage import seed_everything
@@ -196,7 +200,7 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
         eval_steps=params.eval_steps, save_strategy="steps", save_steps=params.save_steps, save_total_limit=2,
         seed=params.seed, data_seed=params.seed, report_to="none", remove_unused_columns=False,
         use_cpu=not on_cuda, bf16=on_cuda and dtype == torch.bfloat16, dataloader_num_workers=0,
-        include_num_input_tokens_seen=True, label_names=["labels"], disable_tqdm=False,
+        include_num_input_tokens_seen=True, label_names=["labels"], disable_tqdm=False, prediction_loss_only=True,
         ddp_find_unused_parameters=False if params.num_processes > 1 else None)
 
     class StopAfter(TrainerCallback):
@@ -209,10 +213,13 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
 
     live = Live(dir=str(metrics_dir / "live"), save_dvc_exp=False, dvcyaml=None, resume=resume_from is not None,
                 report=None)
-    trainer_class = make_curriculum_trainer() if params.curriculum else Trainer
-    trainer = trainer_class(model=model, args=args, train_dataset=training, eval_dataset=validation,
-                      data_collator=GistCollator(gist_ids, tokenizer.pad_token_id, dtype, params.use_gist_mask),
-                      callbacks=[DVCLiveCallback(live=live), StopAfter()])
+    held_out = make_held_out_accuracy(train_records[: params.validation_samples], tokenizer, gist_ids,
+                                      params.use_gist_mask, params.context_encoder, resume_from)
+    trainer = make_gist_trainer()(
+        model=model, args=args, train_dataset=training, eval_dataset=validation,
+        data_collator=GistCollator(gist_ids, tokenizer.pad_token_id, dtype, params.use_gist_mask),
+        callbacks=[DVCLiveCallback(live=live), StopAfter(), held_out], num_gist=len(gist_ids), dtype=dtype,
+        use_gist_mask=params.use_gist_mask, context_encoder=params.context_encoder, curriculum=params.curriculum)
     before_s, wall_source = seconds_before(resume_from)
     start = time.perf_counter()
     initial_path = checkpoint_dir / "initial_eval.json"
@@ -223,12 +230,14 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
     wall_s = before_s + time.perf_counter() - start
     if stop_after_steps is not None and trainer.state.global_step < params.max_steps:
         return {"stopped_at_step": trainer.state.global_step}
-    final_eval = trainer.evaluate()["eval_loss"]
+    evaluated = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    last_step_evaluated = evaluated and evaluated[-1]["step"] == trainer.state.global_step
+    final_eval = evaluated[-1]["eval_loss"] if last_step_evaluated else trainer.evaluate()["eval_loss"]
     live.end()
     if not trainer.is_world_process_zero():
         return {}
 
-    history = [{"step": 0, "eval_loss": initial_eval}] + list(trainer.state.log_history)
+    history = [{"step": 0, "eval_loss": initial_eval}] + list(trainer.state.log_history) + held_out.curve
     tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
     out_dir.mkdir(parents=True, exist_ok=True)
     # The gist rows travel as trainable-token deltas; never dump the whole (resized) embedding matrix.
@@ -240,6 +249,7 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
         "base_dir": str(base_dir), "num_gist_tokens": gist.num_tokens, "gist_token_ids": gist_ids,
         "position_scheme": POSITION_SCHEME, "dtype": base.info["dtype"], "device": base.info["device"],
         "quantization": base.info["quantization"], "use_gist_mask": params.use_gist_mask,
+        "context_encoder": params.context_encoder,
         "lora": {"r": params.lora_r, "alpha": params.lora_alpha, "target_modules": list(params.target_modules)},
         **model_shape(model.config)})
     # Mean of the logged losses rather than Trainer's own average, which covers only this session.
@@ -259,15 +269,3 @@ def curve(history: list[dict], key: str) -> list[tuple[int, float]]:
     by_step = {entry["step"]: entry[key] for entry in history if key in entry}
     return sorted(by_step.items())
 
-
-def make_curriculum_trainer():
-    from torch.utils.data import SequentialSampler
-    from transformers import Trainer
-
-    class CurriculumTrainer(Trainer):
-        """Visits the (length-sorted) training set in order instead of shuffling it."""
-
-        def _get_train_sampler(self, train_dataset=None):
-            return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
-
-    return CurriculumTrainer

@@ -7,7 +7,8 @@
         --metrics metrics/train_lora                    # plain-LoRA control: same recipe, no gist mask
 
 Writes models/gist/ (adapter, tokenizer, compressor.json), metrics/train/train.json,
-metrics/train/loss.tsv (dvc plot) and metrics/train/gist_mask.png; checkpoints go to the
+metrics/train/{loss,eval_loss,val_accuracy}.tsv (dvc plots; val_accuracy = answers right on the
+held-out training records, measured with the inference code) and metrics/train/gist_mask.png; checkpoints go to the
 persisted models/gist_checkpoints/ so an interrupted run resumes.
 """
 
@@ -89,7 +90,7 @@ def main(params: Path = Path("params.yaml"), base: Path = Path("models/base"), n
                 raise SystemExit(3)
         history = result.pop("history")
         write_json(metrics / "train.json", result)
-        for key, name in (("loss", "loss.tsv"), ("eval_loss", "eval_loss.tsv")):
+        for key, name in (("loss", "loss.tsv"), ("eval_loss", "eval_loss.tsv"), ("val_accuracy", "val_accuracy.tsv")):
             write_text(metrics / name, f"step\t{key}\n" + "".join(f"{step}\t{value:.5f}\n" for step, value in curve(history, key)))
         write_mask_picture(metrics / "gist_mask.png", gist.num_tokens, train.use_gist_mask)
         typer.echo(f"trained {gist.num_tokens} gist tokens ({', '.join(gist_token_strings(min(2, gist.num_tokens)))}, …): {result}")

@@ -9,9 +9,9 @@ from test_train import records, train_params
 
 from gistkv.errors import GistkvError
 from gistkv.evaluate import EvaluateParams, evaluate_method
-from gistkv.gist import GistCollator
 from gistkv.methods import Gist, LoraControl, MethodBuilder, OnTheFlyGist
 from gistkv.train import GistParams, train_compressor
+from gistkv.trainer import tail_logits
 
 REPO = Path(__file__).parent.parent
 SETTINGS = EvaluateParams(max_new_tokens=3, warmup_samples=0, rag_chunk_tokens=16, rag_chunk_overlap=4, rag_top_k=1,
@@ -37,9 +37,7 @@ def load_stage(name: str):
 
 
 def niah_record(index: int) -> dict:
-    record = records(index + 1)[index]
-    return dict(record, id=f"r{index}", lang="en", variant="passkey", haystack="tiny", target_tokens=32,
-                context_tokens=len(record["context"].split()), depth=0.5, depth_bin=0.5)
+    return records(index + 1)[index]
 
 
 def test_unknown_method_is_a_one_line_error(trained):
@@ -59,25 +57,29 @@ def test_control_and_compressor_are_not_interchangeable(trained):
         swapped.build("lora", rag_index_dir=root / "idx", collection="c")
 
 
-def test_control_reads_the_training_layout_and_evaluates(trained):
+@pytest.mark.parametrize("name", ["gist", "lora"])
+def test_methods_answer_with_the_training_layout(trained, name):
+    """Evaluation reads a context the way training did (train.context_encoder: base, the params.yaml
+    default: context through the base model, adapter off), so the first answer token is the argmax
+    of the training forward's logits."""
     builder, root = trained
-    control = builder.build("lora", rag_index_dir=root / "idx", collection="c")
+    method = builder.build(name, rag_index_dir=root / "idx", collection="c")
+    compressor = method.compressor
+    assert compressor.context_encoder == "base"
     record = niah_record(1)
-    # Evaluation feeds the control exactly the tokens it was trained on (context, gist, query), with
-    # the ordinary causal attention of its training collator: same next-token logits.
-    ids = control.prompt_ids(record)
     from gistkv.prompt import encode, query_text
 
-    example = {"context_ids": encode(control.tokenizer, record["context"]), "answer_ids": [],
-               "query_ids": encode(control.tokenizer, query_text(record["question"], record["answer_prefix"]))}
-    batch = GistCollator(control.gist_ids, control.tokenizer.pad_token_id, use_gist_mask=False)([example])
-    assert batch["input_ids"][0].tolist() == ids
+    context = torch.tensor(encode(method.tokenizer, record["context"]))
+    tail = torch.tensor(compressor.gist_ids + encode(method.tokenizer, query_text(record["question"], record["answer_prefix"])))
     with torch.no_grad():
-        one_pass = control.model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0, -1]
-        plain = control.model(input_ids=torch.tensor([ids])).logits[0, -1]
-    assert torch.allclose(one_pass, plain, atol=1e-5)
-    predictions, metrics = evaluate_method(control, [niah_record(0), record], max_new_tokens=3, warmup_samples=0)
-    assert metrics["n"] == 2 and metrics["compression_ratio"] == 1.0 and len(predictions) == 2
+        logits = tail_logits(compressor.model, context, tail, len(compressor.gist_ids), torch.float32,
+                             use_gist_mask=name == "gist")
+    if name == "gist":
+        method.prepare(record)
+    assert method.answer(record, max_new_tokens=1).token_ids[:1] == [int(logits[-1].argmax())]
+    predictions, metrics = evaluate_method(method, [niah_record(0), record], max_new_tokens=3, warmup_samples=0)
+    assert metrics["n"] == 2 and len(predictions) == 2
+    assert metrics["compression_ratio"] == (1.0 if name == "lora" else metrics["compression_ratio"])
     assert metrics["n_passkey"] == 2 and 0 <= metrics["accuracy_passkey_ci_low"] <= metrics["accuracy_passkey_ci_high"] <= 1
 
 

@@ -11,14 +11,17 @@ import yaml
 
 from gistkv.compressor import load_compressor
 from gistkv.kv import answer, compress
-from gistkv.train import GistParams, TrainParams, train_compressor
+from gistkv.train import GistParams, TrainParams, curve, train_compressor
 
 REPO = Path(__file__).parent.parent
 
 
 def records(count: int) -> list[dict]:
+    """Tiny NIAH-shaped records (the fields evaluation reads, too)."""
     return [{"context": f"The grass is green. The pass key is {10000 + 7 * i}. The sky is blue.",
-             "question": "What is the pass key?", "answer_prefix": "The pass key is", "answer": str(10000 + 7 * i)}
+             "question": "What is the pass key?", "answer_prefix": "The pass key is", "answer": str(10000 + 7 * i),
+             "id": f"r{i}", "lang": "en", "variant": "passkey", "haystack": "tiny", "target_tokens": 16,
+             "context_tokens": 16, "depth": 0.5, "depth_bin": 0.5}
             for i in range(count)]
 
 
@@ -58,6 +61,9 @@ def test_interrupted_training_resumes_from_the_last_checkpoint(tiny_base, tmp_pa
     # the resumed run reports the whole training time, not just its own session
     first_s = json.loads((tmp_path / "ckpt/checkpoint-2/gistkv_elapsed.json").read_text())["train_s"]
     assert second["train_wall_s"] >= first_s > 0 and second["train_wall_s_source"] == "measured"
+    # the held-out accuracy curve keeps the points measured before the interruption
+    accuracy = curve(second["history"], "val_accuracy")
+    assert [step for step, _ in accuracy] == [0, 2, 4] and all(0 <= value <= 1 for _, value in accuracy)
     # other inputs must not resume from these checkpoints
     third = train_compressor(tiny_base, records(12), GistParams(num_tokens=3), train_params(), tmp_path / "gist3",
                              tmp_path / "ckpt", tmp_path / "m")

@@ -1,0 +1,134 @@
+"""The HF ``Trainer`` pieces gist training adds: the two-pass loss, the curriculum order, and the
+held-out accuracy curve.
+
+With ``train.context_encoder: base`` the context is read by the frozen base model (adapter
+off, no gradient) and only ``[gist; query; answer]`` runs with the adapter and backward, on top
+of that cache. A step then costs about one forward pass over the context instead of a forward
+and a backward through it, which is what makes long-context steps affordable on a CPU; it is
+also how ``Compressor.encode_context`` reads a document at inference, so training and
+inference agree.
+
+    trainer_class = make_gist_trainer()
+    trainer = trainer_class(..., num_gist=10, dtype=torch.float32, context_encoder="base", ...)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from gistkv.gist import AFTER, CONTEXT, GIST, tail_attention_mask
+from gistkv.io import write_json
+
+VAL_ACCURACY = "gistkv_val_accuracy.json"   # in each checkpoint: the held-out accuracy curve so far
+
+
+def unwrap(model):
+    """The peft model under a DDP wrapper (the adapter is switched on the model itself)."""
+    return getattr(model, "module", model)
+
+
+def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gist: int, dtype: torch.dtype,
+                use_gist_mask: bool) -> torch.Tensor:
+    """Logits (T, vocab) of ``[gist; query; answer]`` on top of the context as the base model reads it
+    (adapter off, no gradient); positions continue after the context, as at inference."""
+    context_len, tail_len = len(context_ids), len(tail_ids)
+    device = tail_ids.device
+    with torch.no_grad(), unwrap(model).disable_adapter():
+        cache = unwrap(model)(input_ids=context_ids[None], position_ids=torch.arange(context_len, device=device)[None],
+                              use_cache=True, logits_to_keep=1).cache
+    return model(input_ids=tail_ids[None], cache=cache, use_cache=True,
+                 attention_mask=tail_attention_mask(context_len, num_gist, tail_len - num_gist, dtype, device,
+                                                    use_gist_mask),
+                 position_ids=torch.arange(context_len, context_len + tail_len, device=device)[None]).logits[0]
+
+
+def two_pass_loss(model, inputs: dict, num_gist: int, dtype: torch.dtype, use_gist_mask: bool,
+                  num_items_in_batch=None) -> torch.Tensor:
+    """Answer-token cross-entropy with the context read by the base model (``tail_logits``).
+
+    Rows run one at a time (each has its own context length); the loss is the summed token loss
+    over ``num_items_in_batch`` when the Trainer counts items, else the mean per answer token.
+    """
+    total, count = None, 0
+    for row in range(inputs["input_ids"].shape[0]):
+        segments, ids, labels = inputs["segments"][row], inputs["input_ids"][row], inputs["labels"][row]
+        in_tail = (segments == GIST) | (segments == AFTER)
+        logits = tail_logits(model, ids[segments == CONTEXT], ids[in_tail], num_gist, dtype, use_gist_mask)
+        tail_labels = labels[in_tail]
+        # Token t predicts token t+1, as in the single-pass causal LM loss.
+        row_loss = F.cross_entropy(logits[:-1].float(), tail_labels[1:], ignore_index=-100, reduction="sum")
+        total = row_loss if total is None else total + row_loss
+        count += int((tail_labels[1:] != -100).sum())
+    return total / (num_items_in_batch if num_items_in_batch is not None else max(count, 1))
+
+
+def make_gist_trainer():
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer
+
+    class GistTrainer(Trainer):
+        """``Trainer`` with the collator's ``segments`` consumed here: one masked pass ("adapted")
+        or two passes ("base"); with ``curriculum`` the (length-sorted) set is visited in order."""
+
+        def __init__(self, *args, num_gist: int, dtype: torch.dtype, use_gist_mask: bool, context_encoder: str,
+                     curriculum: bool, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.num_gist, self.gist_dtype, self.use_gist_mask = num_gist, dtype, use_gist_mask
+            self.context_encoder, self.curriculum = context_encoder, curriculum
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.context_encoder == "adapted":
+                inputs = {key: value for key, value in inputs.items() if key != "segments"}
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss = two_pass_loss(model, inputs, self.num_gist, self.gist_dtype, self.use_gist_mask, num_items_in_batch)
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+        def _get_train_sampler(self, train_dataset=None):
+            if not self.curriculum:
+                return super()._get_train_sampler(train_dataset)
+            return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+
+    return GistTrainer
+
+
+def make_held_out_accuracy(records: list[dict], tokenizer, gist_ids: list[int], use_gist_mask: bool,
+                           context_encoder: str, resume_from: str | None):
+    """A callback that measures answer accuracy on held-out *training-split* records at every
+    evaluation, with the inference code itself (compress + answer from the gist cache, or the
+    control's full-context answer): the accuracy-vs-steps curve. The curve so far is saved in
+    each checkpoint, so a resumed run keeps its earlier points."""
+    from transformers import TrainerCallback
+
+    from gistkv.compressor import untrained_compressor
+    from gistkv.evaluate import evaluate_method
+    from gistkv.methods import LoraControl, OnTheFlyGist
+    from gistkv.prompt import answer_text, encode
+
+    answer_tokens = max(len(encode(tokenizer, answer_text(record["answer"]))) for record in records) + 1
+    saved = Path(resume_from) / VAL_ACCURACY if resume_from else None
+
+    class HeldOutAccuracy(TrainerCallback):
+        def __init__(self):
+            self.curve: list[dict] = json.loads(saved.read_text())["curve"] if saved and saved.exists() else []
+
+        def on_evaluate(self, args, state, control, model=None, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            peft_model = unwrap(model)
+            device = str(next(peft_model.parameters()).device)
+            compressor = untrained_compressor(peft_model, tokenizer, len(gist_ids), device, context_encoder)
+            method = OnTheFlyGist(compressor) if use_gist_mask else LoraControl(compressor)
+            _, metrics = evaluate_method(method, records, max_new_tokens=answer_tokens, warmup_samples=0)
+            self.curve = [point for point in self.curve if point["step"] != state.global_step]
+            self.curve.append({"step": state.global_step, "val_accuracy": metrics["accuracy"]})
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                write_json(Path(args.output_dir) / f"checkpoint-{state.global_step}" / VAL_ACCURACY,
+                           {"curve": self.curve})
+
+    return HeldOutAccuracy()
