@@ -33,6 +33,7 @@ def test_report_from_fixture(tmp_path):
     write_jsonl(preds / "gist_niah_en.jsonl", predictions([True, True, True, True]))
     (metrics / "train").mkdir()
     (metrics / "train/loss.tsv").write_text("step\tloss\n10\t3.0\n20\t1.0\n")
+    (metrics / "train/val_accuracy.tsv").write_text("step\tval_accuracy\n0\t0.0\n20\t0.5\n")
     flat = build_report(metrics, preds, tmp_path / "no-longbench", read_params("params.yaml"),
                         Targets(passkey_accuracy=0.9, compression_min=100, memory_saving=0.5), tmp_path / "report")
     assert flat["gist.niah_en.accuracy"] == 0.95 and flat["full.niah_en.kv_bytes"] == 40_000_000
@@ -44,8 +45,9 @@ def test_report_from_fixture(tmp_path):
     assert "single passkey 85.0 % vs 100.0 %." in text and "LoRA control (full context)" in text
     assert "| compression ≥ 100x | 102.4x | met |" in text
     assert "LongBench: not evaluated" in text
+    assert "gist (answers from the gist cache): 0% → 50%." in text and "never the eval split" in text
     for name, size in [("heatmap_gist_niah_en.png", None), ("accuracy_vs_compression.png", (600, 400)),
-                       ("loss.png", (600, 400))]:
+                       ("loss.png", (600, 400)), ("accuracy_vs_steps.png", (600, 400))]:
         with Image.open(tmp_path / "report" / name) as image:
             image.verify()
         with Image.open(tmp_path / "report" / name) as image:
