@@ -10,6 +10,7 @@ dtype, device and quantization used in training).
 
 from __future__ import annotations
 
+import copy
 import json
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ class Compressor:
     meta: dict
     device: str
     context_encoder: str = "adapted"
+    # With context_encoder "base": the unmodified base weights, so ``model`` can be the merged (fast)
+    # adapter. None: ``model`` is an unmerged peft model whose adapter is switched off for the context.
+    context_model: object = None
 
     @property
     def max_positions(self) -> int:
@@ -56,10 +60,15 @@ class Compressor:
         if not context_ids:
             return DynamicCache()
         ids = torch.tensor([list(context_ids)], device=self.device)
-        adapter_off = self.model.disable_adapter() if self.context_encoder == "base" else nullcontext()
+        reader, adapter_off = self.model, nullcontext()
+        if self.context_encoder == "base":
+            if self.context_model is not None:
+                reader = self.context_model
+            else:
+                adapter_off = self.model.disable_adapter()
         with adapter_off:
-            return self.model(input_ids=ids, position_ids=torch.arange(len(context_ids), device=self.device)[None],
-                              use_cache=True, logits_to_keep=1).cache
+            return reader(input_ids=ids, position_ids=torch.arange(len(context_ids), device=self.device)[None],
+                          use_cache=True, logits_to_keep=1).cache
 
     def identity(self) -> dict:
         return {key: self.meta[key] for key in ("base_model", "base_weights_sha256", "tokenizer_sha256",
@@ -109,14 +118,19 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
     context_encoder = meta.get("context_encoder", "adapted")
     if context_encoder not in CONTEXT_ENCODERS:
         raise GistkvError(f"{meta_path}: context_encoder {context_encoder!r} is not one of {', '.join(CONTEXT_ENCODERS)}.")
+    # "base" reads the context with the base weights: keep a copy of them beside the merged adapter
+    # (twice the weights in memory, full decode speed); merge=False keeps one unmerged model instead.
+    # (4-bit weights are not copied: the adapter stays unmerged and is switched off instead).
+    split = merge and context_encoder == "base" and base.info["quantization"] == "none"
+    context_model = copy.deepcopy(base.model) if split else None
     model = PeftModel.from_pretrained(base.model, str(gist_dir / ADAPTER_DIR))
-    if merge and context_encoder == "adapted":    # "base" needs the adapter switchable for the context pass
+    if merge and (context_encoder == "adapted" or split):
         model = model.merge_and_unload()
     model.eval()
     meta = dict(meta, tokenizer_sha256=sha256_file(gist_dir / "tokenizer.json"),
                 adapter_sha256=sha256_file(gist_dir / ADAPTER_DIR / "adapter_model.safetensors"))
     return Compressor(model=model, tokenizer=tokenizer, gist_ids=gist_ids, meta=meta, device=base.info["device"],
-                      context_encoder=context_encoder)
+                      context_encoder=context_encoder, context_model=context_model)
 
 
 def untrained_compressor(model, tokenizer, num_gist_tokens: int, device: str = "cpu",

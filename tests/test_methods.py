@@ -65,14 +65,18 @@ def test_methods_answer_with_the_training_layout(trained, name):
     builder, root = trained
     method = builder.build(name, rag_index_dir=root / "idx", collection="c")
     compressor = method.compressor
-    assert compressor.context_encoder == "base"
+    # Loaded for answering: merged adapter + a copy of the base weights for the context.
+    assert compressor.context_encoder == "base" and compressor.context_model is not None
     record = niah_record(1)
+    from gistkv.compressor import load_compressor
     from gistkv.prompt import encode, query_text
 
+    unmerged = load_compressor(root / name, merge=False, gist_mask=name == "gist")     # the training model's shape
+    assert unmerged.context_model is None
     context = torch.tensor(encode(method.tokenizer, record["context"]))
     tail = torch.tensor(compressor.gist_ids + encode(method.tokenizer, query_text(record["question"], record["answer_prefix"])))
     with torch.no_grad():
-        logits = tail_logits(compressor.model, context, tail, len(compressor.gist_ids), torch.float32,
+        logits = tail_logits(unmerged.model, context, tail, len(compressor.gist_ids), torch.float32,
                              use_gist_mask=name == "gist")
     if name == "gist":
         method.prepare(record)
