@@ -30,6 +30,15 @@ POSITION_SCHEME = "contiguous: context 0..L-1, gist L..L+N-1, query continues at
 CONTEXT_ENCODERS = ("adapted", "base")
 
 
+@torch.no_grad()
+def context_cache(model, context_ids: torch.Tensor, adapter_off: bool):
+    """KV cache of a context (1-D ids) at positions 0..L-1; ``adapter_off`` switches a peft model's
+    adapter off for it (the "base" context encoder, in training and at inference)."""
+    positions = torch.arange(len(context_ids), device=context_ids.device)[None]
+    with model.disable_adapter() if adapter_off else nullcontext():
+        return model(input_ids=context_ids[None], position_ids=positions, use_cache=True, logits_to_keep=1).cache
+
+
 @dataclass
 class Compressor:
     model: object
@@ -52,23 +61,16 @@ class Compressor:
 
         return stop_ids_for(self.tokenizer)
 
-    @torch.no_grad()
     def encode_context(self, context_ids: list[int]):
         """KV cache of the context at positions 0..L-1, read as in training (see CONTEXT_ENCODERS)."""
         from transformers import DynamicCache
 
         if not context_ids:
             return DynamicCache()
-        ids = torch.tensor([list(context_ids)], device=self.device)
-        reader, adapter_off = self.model, nullcontext()
-        if self.context_encoder == "base":
-            if self.context_model is not None:
-                reader = self.context_model
-            else:
-                adapter_off = self.model.disable_adapter()
-        with adapter_off:
-            return reader(input_ids=ids, position_ids=torch.arange(len(context_ids), device=self.device)[None],
-                          use_cache=True, logits_to_keep=1).cache
+        ids = torch.tensor(list(context_ids), device=self.device)
+        if self.context_encoder == "base" and self.context_model is not None:
+            return context_cache(self.context_model, ids, adapter_off=False)
+        return context_cache(self.model, ids, adapter_off=self.context_encoder == "base")
 
     def identity(self) -> dict:
         return {key: self.meta[key] for key in ("base_model", "base_weights_sha256", "tokenizer_sha256",

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from gistkv.compressor import context_cache
 from gistkv.gist import AFTER, CONTEXT, GIST, tail_attention_mask
 from gistkv.io import write_json
 
@@ -37,9 +38,7 @@ def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gi
     (adapter off, no gradient); positions continue after the context, as at inference."""
     context_len, tail_len = len(context_ids), len(tail_ids)
     device = tail_ids.device
-    with torch.no_grad(), unwrap(model).disable_adapter():
-        cache = unwrap(model)(input_ids=context_ids[None], position_ids=torch.arange(context_len, device=device)[None],
-                              use_cache=True, logits_to_keep=1).cache
+    cache = context_cache(unwrap(model), context_ids, adapter_off=True)
     return model(input_ids=tail_ids[None], cache=cache, use_cache=True,
                  attention_mask=tail_attention_mask(context_len, num_gist, tail_len - num_gist, dtype, device,
                                                     use_gist_mask),
