@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from gistkv.errors import GistkvError
-from gistkv.scoring import normalize_answer, qa_f1
+from gistkv.scoring import normalize_answer, qa_f1, split_words
 
 # From LongBench's config/dataset2prompt.json and dataset2maxlen.json (THUDM/LongBench, v1).
 PROMPTS = {
@@ -53,10 +53,7 @@ def rouge_l(prediction: str, reference: str) -> float:
 
     class Words:                       # rouge-score's default tokenizer drops non-Latin text
         def tokenize(self, text):
-            words = re.sub(r"[^\w\s]", " ", text.lower())
-            if re.search(r"[\u4e00-\u9fff]", words):
-                return [ch for ch in words if not ch.isspace()]
-            return words.split()
+            return split_words(re.sub(r"[^\w\s]", " ", text.lower()))
 
     return rouge_scorer.RougeScorer(["rougeL"], tokenizer=Words()).score(reference, prediction)["rougeL"].fmeasure
 

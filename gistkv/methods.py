@@ -42,6 +42,11 @@ def record_query(record: dict) -> str:
     return record["query"] if "query" in record else query_text(record["question"], record["answer_prefix"])
 
 
+def record_context_ids(tokenizer, record: dict) -> list[int]:
+    """The ids a method reads (or compresses) as the context: a task's own prefix, then the context."""
+    return encode(tokenizer, record.get("prefix", "") + record["context"])
+
+
 class FullContext:
     name = "full"
 
@@ -53,7 +58,7 @@ class FullContext:
         return {"context_repr_tokens": record["context_tokens"]}
 
     def prompt_ids(self, record: dict) -> list[int]:
-        return encode(self.tokenizer, record.get("prefix", "") + record["context"]) + encode(self.tokenizer, record_query(record))
+        return record_context_ids(self.tokenizer, record) + encode(self.tokenizer, record_query(record))
 
     def answer(self, record: dict, max_new_tokens: int) -> Decoded:
         return greedy_decode(self.model, torch.tensor([self.prompt_ids(record)], device=self.device),
@@ -73,7 +78,7 @@ class LoraControl(FullContext):
 
     def answer(self, record: dict, max_new_tokens: int) -> Decoded:
         # The training layout: context (read as in training, see Compressor.encode_context), gist tokens, query.
-        context_ids = encode(self.tokenizer, record.get("prefix", "") + record["context"])
+        context_ids = record_context_ids(self.tokenizer, record)
         start = time.perf_counter()
         cache = self.compressor.encode_context(context_ids)
         encode_s = time.perf_counter() - start
@@ -141,7 +146,7 @@ class OnTheFlyGist:
 
     def prepare(self, record: dict) -> dict:
         start = time.perf_counter()
-        self.cache[record["id"]] = compress_ids(self.compressor, encode(self.tokenizer, record.get("prefix", "") + record["context"]))
+        self.cache[record["id"]] = compress_ids(self.compressor, record_context_ids(self.tokenizer, record))
         return {"compress_s": time.perf_counter() - start, "context_repr_tokens": len(self.compressor.gist_ids)}
 
     def answer(self, record: dict, max_new_tokens: int) -> Decoded:

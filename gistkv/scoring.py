@@ -43,12 +43,15 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
+def split_words(text: str) -> list[str]:
+    """Words, except in Chinese text, which LongBench scores per character (it has no spaces)."""
+    if re.search(r"[\u4e00-\u9fff]", text):
+        return [ch for ch in text if not ch.isspace()]
+    return text.split()
+
+
 def tokens_for_f1(text: str) -> list[str]:
-    """Words, except CJK/Hangul-free languages: Chinese is scored per character as in LongBench."""
-    normalized = normalize_answer(text)
-    if re.search(r"[\u4e00-\u9fff]", normalized):
-        return [ch for ch in normalized if not ch.isspace()]
-    return normalized.split()
+    return split_words(normalize_answer(text))
 
 
 def qa_f1(prediction: str, ground_truth: str) -> float:

@@ -18,7 +18,8 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import torch
@@ -60,7 +61,6 @@ class TrainParams:
     lora_alpha: int
     lora_dropout: float
     target_modules: list[str]
-    use_gist_mask: bool
     context_encoder: str         # "base": the context is read by the frozen base model (no backward through it)
     curriculum: bool             # true: train short contexts first (order by length), else shuffled
     validation_samples: int
@@ -69,6 +69,8 @@ class TrainParams:
     save_steps: int
     gradient_checkpointing: bool
     num_processes: int
+    lr_scheduler_kwargs: dict[str, Any] = field(default_factory=dict)   # e.g. warmup_stable_decay's num_decay_steps
+    use_gist_mask: bool = True   # False = the plain-LoRA control (stages/train_gist.py --control)
 
     def validate(self, where: str) -> None:
         require(self.max_steps > 0, f"{where}.max_steps", "must be positive.")
@@ -196,7 +198,8 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
         output_dir=str(checkpoint_dir), max_steps=params.max_steps, per_device_train_batch_size=params.batch_size,
         per_device_eval_batch_size=params.batch_size, gradient_accumulation_steps=params.gradient_accumulation_steps,
         learning_rate=params.learning_rate, warmup_steps=params.warmup_steps, weight_decay=params.weight_decay,
-        lr_scheduler_type=params.lr_scheduler, logging_steps=params.logging_steps, eval_strategy="steps",
+        lr_scheduler_type=params.lr_scheduler, lr_scheduler_kwargs=params.lr_scheduler_kwargs,
+        logging_steps=params.logging_steps, eval_strategy="steps",
         eval_steps=params.eval_steps, save_strategy="steps", save_steps=params.save_steps, save_total_limit=2,
         seed=params.seed, data_seed=params.seed, report_to="none", remove_unused_columns=False,
         use_cpu=not on_cuda, bf16=on_cuda and dtype == torch.bfloat16, dataloader_num_workers=0,
