@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from gistkv.errors import GistkvError
@@ -38,3 +40,16 @@ def test_missing_section_and_bad_yaml(tmp_path):
     path.write_text("model: [unclosed\n")
     with pytest.raises(GistkvError, match="not valid YAML"):
         load_section(path, "model", ModelParams)
+
+
+def test_optional_train_keys_default_and_are_checked():
+    """``use_gist_mask`` and ``lr_scheduler_kwargs`` may be left out of params.yaml; given, they are typed."""
+    from gistkv.train import TrainParams
+
+    train = load_section("params.yaml", "train", TrainParams)
+    assert train.use_gist_mask is True and isinstance(train.lr_scheduler_kwargs, dict)
+    mapping = dataclasses.asdict(train)
+    del mapping["use_gist_mask"], mapping["lr_scheduler_kwargs"]
+    assert from_mapping(TrainParams, mapping, "train").lr_scheduler_kwargs == {}
+    with pytest.raises(GistkvError, match="train.lr_scheduler_kwargs: expected a mapping"):
+        from_mapping(TrainParams, {**mapping, "lr_scheduler_kwargs": 300}, "train")
