@@ -19,8 +19,8 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import torch
 

@@ -17,8 +17,8 @@ from rich.progress import track
 from gistkv.compressor import load_compressor
 from gistkv.io import atomic_dir, read_jsonl, write_json
 from gistkv.kv import compress_ids, text_sha256
+from gistkv.methods import record_context_ids
 from gistkv.params import load_section
-from gistkv.prompt import encode
 from gistkv.stage import stage_errors
 
 app = typer.Typer(add_completion=False)
@@ -42,7 +42,7 @@ def main(params: Path = Path("params.yaml"), gist: Path = Path("models/gist"), n
                 dataset = f"niah_{lang}"
                 manifest, seconds = {}, []
                 for record in track(read_jsonl(niah / lang / "eval.jsonl"), description=f"compress {dataset}"):
-                    context_ids = encode(compressor.tokenizer, record["context"])
+                    context_ids = record_context_ids(compressor.tokenizer, record)
                     start = time.perf_counter()
                     gist_kv = compress_ids(compressor, context_ids)
                     seconds.append(time.perf_counter() - start)
