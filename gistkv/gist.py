@@ -8,6 +8,11 @@ Causal attention everywhere, plus one rule: query and answer tokens may not atte
 context tokens. Everything the answer needs must therefore flow through the gist tokens'
 keys and values, which is exactly the cache that ``gistkv.kv`` keeps.
 
+Training may append more ``[query][answer]`` *blocks* after the first (``train.answer_position_probes``:
+"which is character 4 of the answer?"). Each block sees the gist tokens and itself only, and
+its positions restart right after the gist tokens, so every block is laid out exactly like the
+one question asked at inference; a block number per token (0 = context/gist/pad) says which.
+
     >>> import torch
     >>> from gistkv.gist import gist_attention_mask, CONTEXT, GIST, AFTER
     >>> segments = torch.tensor([[CONTEXT, CONTEXT, GIST, AFTER, AFTER]])
@@ -74,8 +79,14 @@ def gist_init(vocab: torch.Tensor, rows: int) -> torch.Tensor:
     return (mean + noise * std).to(vocab.dtype)
 
 
-def gist_attention_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Additive 4-D mask (batch, 1, T, T) from segment codes (batch, T).
+def across_blocks(query_blocks: torch.Tensor, key_blocks: torch.Tensor) -> torch.Tensor:
+    """True where a query token of one question block would see a token of another block."""
+    query_blocks, key_blocks = query_blocks[..., :, None], key_blocks[..., None, :]
+    return (query_blocks > 0) & (key_blocks > 0) & (query_blocks != key_blocks)
+
+
+def gist_attention_mask(segments: torch.Tensor, dtype: torch.dtype, blocks: torch.Tensor | None = None) -> torch.Tensor:
+    """Additive 4-D mask (batch, 1, T, T) from segment codes (batch, T) and block numbers (batch, T).
 
     0 where attention is allowed, the dtype's minimum where it is not (a finite value, so a
     fully masked padding row stays finite instead of NaN).
@@ -86,6 +97,8 @@ def gist_attention_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Ten
     key_is_context = (segments == CONTEXT)[:, None, :]      # (batch, 1, T)
     key_is_pad = (segments == PAD)[:, None, :]
     allowed = causal[None] & ~(query_is_after & key_is_context) & ~key_is_pad
+    if blocks is not None:
+        allowed &= ~across_blocks(blocks, blocks)
     allowed |= torch.eye(length, dtype=torch.bool, device=segments.device)[None]  # pads see themselves
     mask = torch.zeros(allowed.shape, dtype=dtype, device=segments.device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
@@ -102,25 +115,36 @@ def prefix_attention_mask(prefix_len: int, query_len: int, dtype: torch.dtype, d
 
 
 def tail_attention_mask(context_len: int, num_gist: int, num_after: int, dtype: torch.dtype, device=None,
-                        use_gist_mask: bool = True) -> torch.Tensor:
-    """Mask (1, 1, T, context+T) for ``[gist; query; answer]`` (T tokens) on top of a cached context.
+                        use_gist_mask: bool = True, after_blocks: torch.Tensor | None = None) -> torch.Tensor:
+    """Mask (1, 1, T, context+T) for ``[gist; query; answer …]`` (T tokens) on top of a cached context.
 
-    The same rule as ``gist_attention_mask``, for the two-pass layout: gist rows see the
-    context, query/answer rows see only the gist tokens and themselves (all of it without
-    ``use_gist_mask``).
+    The same rules as ``gist_attention_mask``, for the two-pass layout: gist rows see the
+    context, query/answer rows see only the gist tokens and their own block (the context too
+    without ``use_gist_mask``). ``after_blocks`` numbers the ``num_after`` tokens' blocks.
     """
     mask = prefix_attention_mask(context_len, num_gist + num_after, dtype, device)
     if use_gist_mask:
         mask[0, 0, num_gist:, :context_len] = torch.finfo(dtype).min
+    if after_blocks is not None:
+        tail = mask[0, 0, num_gist:, context_len + num_gist:]
+        tail.masked_fill_(across_blocks(after_blocks, after_blocks), torch.finfo(dtype).min)
     return mask
 
 
-class GistCollator:
-    """Batch ``{context_ids, query_ids, answer_ids}`` dicts into one masked forward pass for HF ``Trainer``.
+def model_inputs(batch: dict, labels: bool = True) -> dict:
+    """The collator's tensors a model forward takes (``segments``/``blocks`` are for the trainer)."""
+    keys = ("input_ids", "attention_mask", "position_ids") + (("labels",) if labels else ())
+    return {key: batch[key] for key in keys}
 
-    Right padding; position ids run 0..T-1 so they match the two-pass path exactly;
-    labels are -100 everywhere except the answer tokens. ``segments`` (the codes above) let
-    the trainer split a row into context and tail when the context is read by the base model.
+
+class GistCollator:
+    """Batch ``{context_ids, query_ids, answer_ids[, probes]}`` dicts into one masked forward pass for HF ``Trainer``.
+
+    Right padding; position ids run 0..T-1 (each extra block restarting after the gist tokens)
+    so they match the two-pass path exactly; labels are -100 everywhere except the answer
+    tokens. ``segments`` (the codes above) and ``blocks`` let the trainer split a row into
+    context and tail when the context is read by the base model. ``probes`` is an optional list
+    of further ``(query_ids, answer_ids)`` blocks.
     """
 
     def __init__(self, gist_ids: list[int], pad_id: int, dtype: torch.dtype = torch.float32,
@@ -134,25 +158,34 @@ class GistCollator:
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         rows = []
         for example in examples:
-            ids = list(example["context_ids"]) + self.gist_ids + list(example["query_ids"]) + list(example["answer_ids"])
+            prefix = len(example["context_ids"]) + len(self.gist_ids)
+            ids, labels = list(example["context_ids"]) + self.gist_ids, [-100] * prefix
+            positions, blocks = list(range(prefix)), [0] * prefix
+            questions = [(example["query_ids"], example["answer_ids"])] + list(example.get("probes", []))
+            for block, (query_ids, answer_ids) in enumerate(questions, start=1):
+                ids += list(query_ids) + list(answer_ids)
+                labels += [-100] * len(query_ids) + list(answer_ids)
+                positions += range(prefix, prefix + len(query_ids) + len(answer_ids))
+                blocks += [block] * (len(query_ids) + len(answer_ids))
             segments = ([CONTEXT] * len(example["context_ids"]) + [GIST] * len(self.gist_ids)
-                        + [AFTER] * (len(example["query_ids"]) + len(example["answer_ids"])))
-            labels = [-100] * (len(ids) - len(example["answer_ids"])) + list(example["answer_ids"])
-            rows.append((ids, segments, labels))
-        length = max(len(ids) for ids, _, _ in rows)
+                        + [AFTER] * (len(ids) - prefix))
+            rows.append((ids, segments, labels, positions, blocks))
+        length = max(len(row[0]) for row in rows)
         input_ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
         segments = torch.full((len(rows), length), PAD, dtype=torch.long)
         labels = torch.full((len(rows), length), -100, dtype=torch.long)
-        for row, (ids, segs, labs) in enumerate(rows):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            segments[row, : len(segs)] = torch.tensor(segs)
-            labels[row, : len(labs)] = torch.tensor(labs)
+        position_ids = torch.arange(length).expand(len(rows), length).clone()
+        blocks = torch.zeros((len(rows), length), dtype=torch.long)
+        for row, values in enumerate(rows):
+            for tensor, value in zip((input_ids, segments, labels, position_ids, blocks), values):
+                tensor[row, : len(value)] = torch.tensor(value)
         # Without the gist mask every real token is treated like context: plain causal attention.
         mask_segments = segments if self.use_gist_mask else torch.where(segments == PAD, PAD, CONTEXT)
         return {
             "input_ids": input_ids,
-            "attention_mask": gist_attention_mask(mask_segments, self.dtype),
-            "position_ids": torch.arange(length).expand(len(rows), length).clone(),
+            "attention_mask": gist_attention_mask(mask_segments, self.dtype, blocks),
+            "position_ids": position_ids,
             "labels": labels,
             "segments": segments,
+            "blocks": blocks,
         }

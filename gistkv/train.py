@@ -70,6 +70,7 @@ class TrainParams:
     gradient_checkpointing: bool
     num_processes: int
     lr_scheduler_kwargs: dict[str, Any] = field(default_factory=dict)   # e.g. warmup_stable_decay's num_decay_steps
+    answer_position_probes: bool = False   # also ask, from the same gist, for each answer character by position
     use_gist_mask: bool = True   # False = the plain-LoRA control (stages/train_gist.py --control)
 
     def validate(self, where: str) -> None:
@@ -82,11 +83,34 @@ class TrainParams:
                 f"must be one of {', '.join(CONTEXT_ENCODERS)}, got {self.context_encoder!r}.")
 
 
-def tokenize_records(records: list[dict], tokenizer) -> list[dict]:
+def position_probes(record: dict, tokenizer) -> list[tuple[list[int], list[int]]]:
+    """One extra question block per answer character: "<question>\n<answer prefix> [4]" -> " 9".
+
+    A training signal for the order of what the gist tokens hold: the wrong answers of gist
+    runs are mostly the right digits in a slightly wrong order (86196 -> 86166), and asking for
+    a digit by its index cannot be answered by chaining "which digit came after the last one".
+    The probes share the gist tokens of the main question (one context read, one gist pass).
+    """
+    return [(encode(tokenizer, query_text(record["question"], f"{record['answer_prefix']} [{index}]")),
+             encode(tokenizer, answer_text(character)))
+            for index, character in enumerate(record["answer"], start=1)]
+
+
+def tokenize_records(records: list[dict], tokenizer, probes: bool = False) -> list[dict]:
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     return [{"context_ids": encode(tokenizer, record["context"]),
              "query_ids": encode(tokenizer, query_text(record["question"], record["answer_prefix"])),
-             "answer_ids": encode(tokenizer, answer_text(record["answer"])) + eos} for record in records]
+             "answer_ids": encode(tokenizer, answer_text(record["answer"])) + eos,
+             **({"probes": position_probes(record, tokenizer)} if probes else {})} for record in records]
+
+
+def recipe_fingerprint_fields(params: TrainParams) -> dict:
+    """The training params that define a run for checkpoint reuse. Switches added later are left
+    out while off, so checkpoints of the recipe they extend stay valid."""
+    fields = dataclasses.asdict(params)
+    if not params.answer_position_probes:
+        del fields["answer_position_probes"]
+    return fields
 
 
 def fingerprint(*parts) -> str:
@@ -183,14 +207,15 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
     model.train()
     dtype = torch.bfloat16 if quantized or base.info["dtype"] == "bfloat16" else torch.float32
 
-    examples = tokenize_records(train_records, tokenizer)
-    validation, training = examples[: params.validation_samples], examples[params.validation_samples:]
+    # The held-out loss stays the main question's alone, comparable across recipes.
+    validation = tokenize_records(train_records[: params.validation_samples], tokenizer)
+    training = tokenize_records(train_records[params.validation_samples:], tokenizer, params.answer_position_probes)
     if params.curriculum:
         # Short contexts first: the copy-through-the-gist skill is learned where it is easy, then stretched.
         training = sorted(training, key=lambda example: len(example["context_ids"]))
     base_meta = read_base_meta(base_dir)
     resume_from = prepare_checkpoints(checkpoint_dir, fingerprint(
-        dataclasses.asdict(params), dataclasses.asdict(gist), base_meta, base.info,
+        recipe_fingerprint_fields(params), dataclasses.asdict(gist), base_meta, base.info,
         hashlib.sha256(json.dumps(train_records, sort_keys=True).encode()).hexdigest()))
 
     on_cuda = base.info["device"] == "cuda"

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from gistkv.compressor import context_cache
-from gistkv.gist import AFTER, CONTEXT, GIST, tail_attention_mask
+from gistkv.gist import AFTER, CONTEXT, GIST, model_inputs, tail_attention_mask
 from gistkv.io import write_json
 
 VAL_ACCURACY = "gistkv_val_accuracy.json"   # in each checkpoint: the held-out accuracy curve so far
@@ -33,16 +33,21 @@ def unwrap(model):
 
 
 def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gist: int, dtype: torch.dtype,
-                use_gist_mask: bool) -> torch.Tensor:
-    """Logits (T, vocab) of ``[gist; query; answer]`` on top of the context as the base model reads it
-    (adapter off, no gradient); positions continue after the context, as at inference."""
+                use_gist_mask: bool, tail_positions: torch.Tensor | None = None,
+                tail_blocks: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits (T, vocab) of ``[gist; query; answer …]`` on top of the context as the base model reads it
+    (adapter off, no gradient); positions continue after the context, as at inference
+    (``tail_positions``/``tail_blocks``: the collator's, when the tail holds several question blocks)."""
     context_len, tail_len = len(context_ids), len(tail_ids)
     device = tail_ids.device
+    if tail_positions is None:
+        tail_positions = torch.arange(context_len, context_len + tail_len, device=device)
     cache = context_cache(unwrap(model), context_ids, adapter_off=True)
+    after_blocks = tail_blocks[num_gist:] if tail_blocks is not None else None
     return model(input_ids=tail_ids[None], cache=cache, use_cache=True,
                  attention_mask=tail_attention_mask(context_len, num_gist, tail_len - num_gist, dtype, device,
-                                                    use_gist_mask),
-                 position_ids=torch.arange(context_len, context_len + tail_len, device=device)[None]).logits[0]
+                                                    use_gist_mask, after_blocks),
+                 position_ids=tail_positions[None]).logits[0]
 
 
 def two_pass_loss(model, inputs: dict, num_gist: int, dtype: torch.dtype, use_gist_mask: bool,
@@ -56,9 +61,11 @@ def two_pass_loss(model, inputs: dict, num_gist: int, dtype: torch.dtype, use_gi
     for row in range(inputs["input_ids"].shape[0]):
         segments, ids, labels = inputs["segments"][row], inputs["input_ids"][row], inputs["labels"][row]
         in_tail = (segments == GIST) | (segments == AFTER)
-        logits = tail_logits(model, ids[segments == CONTEXT], ids[in_tail], num_gist, dtype, use_gist_mask)
+        logits = tail_logits(model, ids[segments == CONTEXT], ids[in_tail], num_gist, dtype, use_gist_mask,
+                             inputs["position_ids"][row][in_tail], inputs["blocks"][row][in_tail])
         tail_labels = labels[in_tail]
         # Token t predicts token t+1, as in the single-pass causal LM loss.
+        # (Across a block boundary the target is the next block's first query token: never a label.)
         row_loss = F.cross_entropy(logits[:-1].float(), tail_labels[1:], ignore_index=-100, reduction="sum")
         total = row_loss if total is None else total + row_loss
         count += int((tail_labels[1:] != -100).sum())
@@ -81,7 +88,7 @@ def make_gist_trainer():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.context_encoder == "adapted":
-                inputs = {key: value for key, value in inputs.items() if key != "segments"}
+                inputs = model_inputs(inputs)
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = two_pass_loss(model, inputs, self.num_gist, self.gist_dtype, self.use_gist_mask, num_items_in_batch)
             return (loss, {"loss": loss}) if return_outputs else loss

@@ -5,7 +5,7 @@ from transformers import DynamicCache
 
 from gistkv.compressor import untrained_compressor
 from gistkv.decode import greedy_decode
-from gistkv.gist import AFTER, CONTEXT, GIST, PAD, GistCollator, add_gist_tokens, gist_attention_mask
+from gistkv.gist import AFTER, CONTEXT, GIST, PAD, GistCollator, add_gist_tokens, gist_attention_mask, model_inputs
 from gistkv.kv import compress_ids
 
 
@@ -68,8 +68,8 @@ def test_negative_control_without_mask_query_sees_context(tokenizer, tiny_model)
     masked = GistCollator(compressor.gist_ids, tokenizer.pad_token_id)([example])
     unmasked = GistCollator(compressor.gist_ids, tokenizer.pad_token_id, use_gist_mask=False)([example])
     with torch.no_grad():
-        with_mask = tiny_model(**{k: v for k, v in masked.items() if k not in ("labels", "segments")}).logits
-        without_mask = tiny_model(**{k: v for k, v in unmasked.items() if k not in ("labels", "segments")}).logits
+        with_mask = tiny_model(**model_inputs(masked, labels=False)).logits
+        without_mask = tiny_model(**model_inputs(unmasked, labels=False)).logits
         two_pass = two_pass_logits(tiny_model, compressor, example)
     start = len(example["context_ids"]) + 3
     torch.testing.assert_close(two_pass, with_mask[0, start:], atol=1e-5, rtol=1e-4)

@@ -3,7 +3,7 @@
 import torch
 from test_train import records, train_params
 
-from gistkv.gist import GistCollator, add_gist_tokens
+from gistkv.gist import GistCollator, add_gist_tokens, model_inputs
 from gistkv.prompt import answer_text, encode, query_text
 from gistkv.train import peft_wrap
 from gistkv.trainer import two_pass_loss
@@ -20,7 +20,7 @@ def batch_and_model(tokenizer, tiny_model):
 
 
 def one_pass_loss(model, batch):
-    return model(**{key: value for key, value in batch.items() if key != "segments"}).loss
+    return model(**model_inputs(batch)).loss
 
 
 def test_two_pass_loss_equals_one_pass_while_the_adapter_is_a_no_op(tokenizer, tiny_model):
@@ -43,3 +43,36 @@ def test_two_pass_reads_the_context_without_the_adapter_and_trains_it(tokenizer,
     grads = {name: weight.grad for name, weight in model.named_parameters() if weight.requires_grad}
     assert grads and all(grad is not None and torch.isfinite(grad).all() for grad in grads.values())
     assert any(grad.abs().sum() > 0 for name, grad in grads.items() if "lora_A" in name)
+
+
+def probed_batches(tokenizer, tiny_model, answers: list[str]):
+    """One probed batch per answer, for the same record otherwise."""
+    from gistkv.train import tokenize_records
+
+    gist_ids = add_gist_tokens(tokenizer, tiny_model, 2)
+    model = peft_wrap(tiny_model, gist_ids, train_params(lora_r=4, lora_alpha=8), quantized=False)
+    examples = [tokenize_records([dict(records(1)[0], answer=answer)], tokenizer, probes=True)[0] for answer in answers]
+    return model, [GistCollator(gist_ids, tokenizer.pad_token_id)([example]) for example in examples], examples
+
+
+def test_position_probes_are_separate_blocks_laid_out_like_the_main_question(tokenizer, tiny_model):
+    model, (batch,), (example,) = probed_batches(tokenizer, tiny_model, ["12345"])
+    assert len(example["probes"]) == 5 and tokenizer.decode(example["probes"][3][1]) == " 4"
+    assert tokenizer.decode(example["probes"][3][0]).endswith("The pass key is [4]")
+    first = len(example["context_ids"]) + 2          # every block starts right after the gist tokens
+    blocks, positions = batch["blocks"][0], batch["position_ids"][0]
+    assert blocks.max() == 6 and all(positions[blocks == block][0] == first for block in range(1, 7))
+    with torch.no_grad():     # one pass (masked) and two passes (cache + tail) agree with several blocks
+        torch.testing.assert_close(two_pass_loss(model, batch, 2, torch.float32, True),
+                                   one_pass_loss(model, batch), atol=1e-5, rtol=1e-4)
+
+
+def test_a_probe_block_does_not_see_the_blocks_before_it(tokenizer, tiny_model):
+    # Same record, main answers that differ in the last two digits: probe [1] (block 2) comes
+    # after the main answer in the sequence, yet its logits must not change.
+    model, (batch, other), _ = probed_batches(tokenizer, tiny_model, ["12345", "12399"])
+    assert not torch.equal(batch["input_ids"], other["input_ids"])
+    with torch.no_grad():
+        logits = model(**model_inputs(batch, labels=False)).logits[0][batch["blocks"][0] == 2]
+        other_logits = model(**model_inputs(other, labels=False)).logits[0][other["blocks"][0] == 2]
+    torch.testing.assert_close(logits, other_logits, atol=1e-5, rtol=1e-4)
