@@ -105,9 +105,9 @@ def inspect(artifact: Path) -> None:
     for key in sorted(meta):
         typer.echo(f"{key:>22}: {meta[key]}")
     per_token = gist_kv.nbytes // gist_kv.num_gist
-    full = per_token * int(meta["context_tokens"])
+    full = per_token * gist_kv.context_tokens
     typer.echo(f"{'file bytes':>22}: {artifact.stat().st_size:,}")
-    typer.echo(f"{'full KV it replaces':>22}: {full:,} bytes ({int(meta['context_tokens'])} tokens) -> "
+    typer.echo(f"{'full KV it replaces':>22}: {full:,} bytes ({gist_kv.context_tokens} tokens) -> "
                f"{full / max(gist_kv.nbytes, 1):,.1f}x smaller")
 
 

@@ -54,6 +54,10 @@ class GistKV:
         return int(self.metadata["position_offset"])
 
     @property
+    def context_tokens(self) -> int:
+        return int(self.metadata["context_tokens"])
+
+    @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)
 
@@ -161,8 +165,7 @@ def compress_ids(compressor, context_ids: list[int]) -> GistKV:
 
 def compress(compressor, text: str) -> GistKV:
     """Compress a document's text; records its sha256 so an answer can be traced to its source."""
-    context_ids = compressor.tokenizer(text, add_special_tokens=False).input_ids
-    gist_kv = compress_ids(compressor, context_ids)
+    gist_kv = compress_ids(compressor, encode(compressor.tokenizer, text))
     # No timings in the file: the same text and compressor must give the same bytes.
     gist_kv.metadata["source_sha256"] = text_sha256(text)
     return gist_kv

@@ -42,9 +42,13 @@ def record_query(record: dict) -> str:
     return record["query"] if "query" in record else query_text(record["question"], record["answer_prefix"])
 
 
+def record_context_text(record: dict) -> str:
+    """The text a method reads (or compresses) as the context: a task's own prefix, then the context."""
+    return record.get("prefix", "") + record["context"]
+
+
 def record_context_ids(tokenizer, record: dict) -> list[int]:
-    """The ids a method reads (or compresses) as the context: a task's own prefix, then the context."""
-    return encode(tokenizer, record.get("prefix", "") + record["context"])
+    return encode(tokenizer, record_context_text(record))
 
 
 class FullContext:

@@ -16,8 +16,8 @@ from rich.progress import track
 
 from gistkv.compressor import load_compressor
 from gistkv.io import atomic_dir, read_jsonl, write_json
-from gistkv.kv import compress_ids, text_sha256
-from gistkv.methods import record_context_ids
+from gistkv.kv import compress
+from gistkv.methods import record_context_text
 from gistkv.params import load_section
 from gistkv.stage import stage_errors
 
@@ -42,15 +42,14 @@ def main(params: Path = Path("params.yaml"), gist: Path = Path("models/gist"), n
                 dataset = f"niah_{lang}"
                 manifest, seconds = {}, []
                 for record in track(read_jsonl(niah / lang / "eval.jsonl"), description=f"compress {dataset}"):
-                    context_ids = record_context_ids(compressor.tokenizer, record)
                     start = time.perf_counter()
-                    gist_kv = compress_ids(compressor, context_ids)
+                    # The evaluation's own context text; the file's source_sha256 covers exactly it.
+                    gist_kv = compress(compressor, record_context_text(record))
                     seconds.append(time.perf_counter() - start)
-                    gist_kv.metadata["source_sha256"] = text_sha256(record["context"])
                     path = tmp / dataset / f"{record['id']}.safetensors"
                     gist_kv.save(path)
                     manifest[record["id"]] = {"file": path.name, "bytes": path.stat().st_size,
-                                              "context_tokens": len(context_ids),
+                                              "context_tokens": gist_kv.context_tokens,
                                               "compress_s": round(seconds[-1], 4)}
                 write_json(tmp / dataset / "manifest.json",
                            {key: {k: v for k, v in entry.items() if k != "compress_s"} for key, entry in manifest.items()})

@@ -59,6 +59,14 @@ def test_dvc_repro_tiny_profile_end_to_end(tmp_path):
     assert (work / "metrics/summary.json").exists() and (work / "metrics/report/report.md").exists()
     assert "not evaluated (offline" in (work / "metrics/report/report.md").read_text()
     lock = (work / "dvc.lock").read_text()
+    # Each stored gist file names the text it compressed: the evaluation's context text.
+    from gistkv.io import read_jsonl
+    from gistkv.kv import GistKV, text_sha256
+    from gistkv.methods import record_context_text
+
+    record = read_jsonl(work / "data/niah/ko/eval.jsonl")[0]
+    stored = GistKV.load(work / f"data/gist_kv/niah_ko/{record['id']}.safetensors")
+    assert stored.metadata["source_sha256"] == text_sha256(record_context_text(record))
 
     again = run([sys.executable, "-m", "dvc", "repro"], work)
     assert "Data and pipelines are up to date" in again, again
