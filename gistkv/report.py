@@ -17,6 +17,7 @@ import numpy as np
 
 from gistkv import plots
 from gistkv.io import read_json, read_jsonl, write_json, write_text
+from gistkv.scoring import wrong_digit_positions
 
 METHOD_TITLES = {"full": "Full context", "rag": "RAG", "gist": "Gist", "lora": "LoRA control (full context)"}
 HEADLINE = ("accuracy", "accuracy_ci_low", "accuracy_passkey", "accuracy_passkey_ci_low", "accuracy_keyed",
@@ -121,6 +122,20 @@ def comparison_table(eval_metrics: dict, dataset: str) -> list[str]:
     return lines
 
 
+def near_miss_lines(predictions: list[dict], method: str) -> list[str]:
+    """Where the wrong single-passkey answers go wrong, digit by digit (a precision problem
+    shows as one or two wrong digits at a few positions; a retrieval problem as any number)."""
+    passkey = [record for record in predictions if record.get("variant") == "passkey"]
+    wrong = [record for record in passkey if not record.get("correct")]
+    found = wrong_digit_positions(passkey)
+    if not wrong:
+        return []
+    positions = ", ".join(f"{position}: {count}" for position, count in found["by_position"].items())
+    return [f"{METHOD_TITLES[method]}: {len(wrong)} wrong single-passkey answers, {found['near_misses']} of them "
+            f"near misses (a number of the key's length), {found['one_digit_off']} one digit off; wrong digits by "
+            f"position: {positions or '–'}.", ""]
+
+
 def read_curve(path: Path) -> list[tuple[float, float]]:
     """(step, value) rows of a two-column TSV curve with a header; [] when the file is absent."""
     if not path.exists():
@@ -193,6 +208,10 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
             metrics = eval_metrics[(method, dataset)]
             points.append((f"{method} {dataset}", metrics["compression_ratio"], metrics["accuracy"]))
         lines.append("")
+        for method in ("gist",):
+            path = predictions_dir / f"{method}_{dataset}.jsonl"
+            if path.exists():
+                lines += near_miss_lines(read_jsonl(path), method)
     if points:
         plots.plot_points(points, "compression ratio (context tokens / tokens attended)", "accuracy",
                           "accuracy vs compression", out_dir / "accuracy_vs_compression.png")

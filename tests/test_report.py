@@ -17,9 +17,10 @@ def metrics_for(method, accuracy, compression, kv_bytes, tps, passkey=None):
             "accuracy_passkey_ci_low": 0.2, "accuracy_passkey_ci_high": 0.95}
 
 
-def predictions(correct):
-    return [{"depth_bin": depth, "target_tokens": length, "correct": ok}
-            for (depth, length), ok in zip([(0.2, 512), (0.2, 1024), (0.8, 512), (0.8, 1024)], correct)]
+def predictions(correct, asserted=("12345",) * 4):
+    return [{"depth_bin": depth, "target_tokens": length, "correct": ok, "variant": "passkey", "answer": "12345",
+             "asserted": said}
+            for (depth, length), ok, said in zip([(0.2, 512), (0.2, 1024), (0.8, 512), (0.8, 1024)], correct, asserted)]
 
 
 def test_report_from_fixture(tmp_path):
@@ -30,7 +31,7 @@ def test_report_from_fixture(tmp_path):
     write_json(metrics / "eval/lora_niah_en.json", metrics_for("lora", 1.0, 1.0, 40_100_000, 16.0))
     write_jsonl(preds / "lora_niah_en.jsonl", predictions([True, True, True, True]))
     write_jsonl(preds / "full_niah_en.jsonl", predictions([True, True, True, False]))
-    write_jsonl(preds / "gist_niah_en.jsonl", predictions([True, True, True, True]))
+    write_jsonl(preds / "gist_niah_en.jsonl", predictions([True, False, False, False], ["12345", "12335", "12365", None]))
     (metrics / "train").mkdir()
     (metrics / "train/loss.tsv").write_text("step\tloss\n10\t3.0\n20\t1.0\n")
     (metrics / "train/val_accuracy.tsv").write_text("step\tval_accuracy\n0\t0.0\n20\t0.5\n")
@@ -45,6 +46,8 @@ def test_report_from_fixture(tmp_path):
     assert "single passkey 85.0 % vs 100.0 %." in text and "LoRA control (full context)" in text
     assert "| compression ≥ 100x | 102.4x | met |" in text
     assert "LongBench: not evaluated" in text
+    assert ("Gist: 3 wrong single-passkey answers, 2 of them near misses (a number of the key's length), 2 one digit "
+            "off; wrong digits by position: 1: 0, 2: 0, 3: 0, 4: 2, 5: 0.") in text
     assert "gist (answers from the gist cache): 0% → 50%." in text and "never the eval split" in text
     for name, size in [("heatmap_gist_niah_en.png", None), ("accuracy_vs_compression.png", (600, 400)),
                        ("loss.png", (600, 400)), ("accuracy_vs_steps.png", (600, 400))]:

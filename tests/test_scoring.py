@@ -1,6 +1,6 @@
 import pytest
 
-from gistkv.scoring import qa_f1, score_passkey, wilson_interval
+from gistkv.scoring import qa_f1, score_passkey, wilson_interval, wrong_digit_positions
 
 
 def test_passkey_scoring_and_hallucination():
@@ -22,3 +22,12 @@ def test_qa_f1_english_korean_chinese():
     assert qa_f1("대한민국 헌법 제1조", "헌법 제1조") == pytest.approx(0.8)
     assert qa_f1("北京是首都", "北京") == pytest.approx(2 * 0.4 * 1 / 1.4)
     assert qa_f1("nothing", "else") == 0.0
+
+
+def test_wrong_digit_positions_counts_near_misses_only():
+    records = [{"answer": "86196", "asserted": "86116"}, {"answer": "65376", "asserted": "65366"},
+               {"answer": "10750", "asserted": "17500"}, {"answer": "12345", "asserted": "12345"},
+               {"answer": "12345", "asserted": "999"}, {"answer": "12345", "asserted": None}]
+    assert wrong_digit_positions(records) == {"near_misses": 3, "one_digit_off": 2,
+                                              "by_position": {1: 0, 2: 1, 3: 1, 4: 3, 5: 0}}
+    assert wrong_digit_positions([]) == {"near_misses": 0, "one_digit_off": 0, "by_position": {}}
