@@ -4,6 +4,7 @@
     gistkv compress DOC.txt -o doc.gist.safetensors --model models/gist
     gistkv ask doc.gist.safetensors "What is the pass key?" --model models/gist
     gistkv inspect doc.gist.safetensors
+    gistkv near-misses data/eval/gist_niah_en.jsonl
 """
 
 from __future__ import annotations
@@ -109,6 +110,23 @@ def inspect(artifact: Path) -> None:
     typer.echo(f"{'file bytes':>22}: {artifact.stat().st_size:,}")
     typer.echo(f"{'full KV it replaces':>22}: {full:,} bytes ({gist_kv.context_tokens} tokens) -> "
                f"{full / max(gist_kv.nbytes, 1):,.1f}x smaller")
+
+
+@app.command("near-misses")
+def near_misses(predictions: list[Path]) -> None:
+    """Where wrong single-passkey answers go wrong, digit by digit, in evaluate's prediction files."""
+    from gistkv.io import read_jsonl
+    from gistkv.scoring import wrong_digit_positions
+
+    for path in predictions:
+        try:
+            records = [record for record in read_jsonl(path) if record.get("variant") == "passkey"]
+        except GistkvError as err:
+            fail(err)
+        found = wrong_digit_positions(records)
+        positions = " ".join(f"{position}:{count}" for position, count in found["by_position"].items())
+        typer.echo(f"{path}: {len(records)} single passkey, {found['wrong']} wrong, {found['near_misses']} near misses, "
+                   f"{found['one_digit_off']} one digit off; wrong digits by position {positions or '-'}")
 
 
 @app.command("bench-load")

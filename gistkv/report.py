@@ -125,13 +125,11 @@ def comparison_table(eval_metrics: dict, dataset: str) -> list[str]:
 def near_miss_lines(predictions: list[dict], method: str) -> list[str]:
     """Where the wrong single-passkey answers go wrong, digit by digit (a precision problem
     shows as one or two wrong digits at a few positions; a retrieval problem as any number)."""
-    passkey = [record for record in predictions if record.get("variant") == "passkey"]
-    wrong = [record for record in passkey if not record.get("correct")]
-    found = wrong_digit_positions(passkey)
-    if not wrong:
+    found = wrong_digit_positions([record for record in predictions if record.get("variant") == "passkey"])
+    if not found["wrong"]:
         return []
     positions = ", ".join(f"{position}: {count}" for position, count in found["by_position"].items())
-    return [f"{METHOD_TITLES[method]}: {len(wrong)} wrong single-passkey answers, {found['near_misses']} of them "
+    return [f"{METHOD_TITLES[method]}: {found['wrong']} wrong single-passkey answers, {found['near_misses']} of them "
             f"near misses (a number of the key's length), {found['one_digit_off']} one digit off; wrong digits by "
             f"position: {positions or '–'}.", ""]
 

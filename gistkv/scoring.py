@@ -6,7 +6,7 @@
     >>> [round(x, 3) for x in wilson_interval(9, 10)]
     [0.596, 0.982]
     >>> wrong_digit_positions([{"answer": "86196", "asserted": "86116"}, {"answer": "12345", "asserted": "7"}])
-    {'near_misses': 1, 'one_digit_off': 1, 'by_position': {1: 0, 2: 0, 3: 0, 4: 1, 5: 0}}
+    {'wrong': 2, 'near_misses': 1, 'one_digit_off': 1, 'by_position': {1: 0, 2: 0, 3: 0, 4: 1, 5: 0}}
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ def score_passkey(prediction: str, key: str) -> dict:
 
 
 def wrong_digit_positions(records: list[dict]) -> dict:
-    """Where wrong answers of the key's length differ from the key (1-based digit positions).
+    """How many answers are wrong, and where those of the key's length (near misses) differ from
+    the key (1-based digit positions).
 
-    ``records`` carry ``answer`` and the scored ``asserted`` number; correct answers, answers
-    without a number and numbers of another length are skipped (they are not near misses).
+    ``records`` carry ``answer`` and the scored ``asserted`` number (``score_passkey``); answers
+    without a number and numbers of another length are wrong but not near misses.
     """
     misses = [(record["answer"], record["asserted"]) for record in records
               if record.get("asserted") and record["asserted"] != record["answer"]
@@ -44,7 +45,8 @@ def wrong_digit_positions(records: list[dict]) -> dict:
         one_off += len(wrong) == 1
         for position in wrong:
             by_position[position] += 1
-    return {"near_misses": len(misses), "one_digit_off": one_off, "by_position": by_position}
+    wrong = sum(record.get("asserted") != record["answer"] for record in records)
+    return {"wrong": wrong, "near_misses": len(misses), "one_digit_off": one_off, "by_position": by_position}
 
 
 def wilson_interval(successes: int, total: int, z: float = 1.959964) -> tuple[float, float]:

@@ -28,6 +28,24 @@ def test_wrong_digit_positions_counts_near_misses_only():
     records = [{"answer": "86196", "asserted": "86116"}, {"answer": "65376", "asserted": "65366"},
                {"answer": "10750", "asserted": "17500"}, {"answer": "12345", "asserted": "12345"},
                {"answer": "12345", "asserted": "999"}, {"answer": "12345", "asserted": None}]
-    assert wrong_digit_positions(records) == {"near_misses": 3, "one_digit_off": 2,
+    assert wrong_digit_positions(records) == {"wrong": 5, "near_misses": 3, "one_digit_off": 2,
                                               "by_position": {1: 0, 2: 1, 3: 1, 4: 3, 5: 0}}
-    assert wrong_digit_positions([]) == {"near_misses": 0, "one_digit_off": 0, "by_position": {}}
+    assert wrong_digit_positions([]) == {"wrong": 0, "near_misses": 0, "one_digit_off": 0, "by_position": {}}
+
+
+def test_near_misses_command_reads_prediction_files(tmp_path):
+    from typer.testing import CliRunner
+
+    from gistkv.cli import app
+    from gistkv.io import write_jsonl
+
+    path = tmp_path / "gist_niah_en.jsonl"
+    write_jsonl(path, [{"variant": "passkey", "answer": "86196", "asserted": "86116", "correct": False},
+                       {"variant": "passkey", "answer": "12345", "asserted": "12345", "correct": True},
+                       {"variant": "keyed", "answer": "11111", "asserted": "11112", "correct": False}])
+    done = CliRunner().invoke(app, ["near-misses", str(path)])
+    assert done.exit_code == 0, done.output
+    assert done.output.strip() == (f"{path}: 2 single passkey, 1 wrong, 1 near misses, 1 one digit off; "
+                                   "wrong digits by position 1:0 2:0 3:0 4:1 5:0")
+    missing = CliRunner().invoke(app, ["near-misses", str(tmp_path / "nope.jsonl")])
+    assert missing.exit_code == 1 and "nope.jsonl: file not found" in missing.output
