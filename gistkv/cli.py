@@ -116,16 +116,17 @@ def inspect(artifact: Path) -> None:
 def near_misses(predictions: list[Path]) -> None:
     """Where wrong single-passkey answers go wrong, digit by digit, in evaluate's prediction files."""
     from gistkv.io import read_jsonl
-    from gistkv.scoring import wrong_digit_positions
+    from gistkv.near_misses import passkey_near_misses
 
     for path in predictions:
         try:
-            records = [record for record in read_jsonl(path) if record.get("variant") == "passkey"]
+            records = read_jsonl(path)
         except GistkvError as err:
             fail(err)
-        found = wrong_digit_positions(records)
+        found = passkey_near_misses(records)
+        single = sum(record.get("variant") == "passkey" for record in records)
         positions = " ".join(f"{position}:{count}" for position, count in found["by_position"].items())
-        typer.echo(f"{path}: {len(records)} single passkey, {found['wrong']} wrong, {found['near_misses']} near misses, "
+        typer.echo(f"{path}: {single} single passkey, {found['wrong']} wrong, {found['near_misses']} near misses, "
                    f"{found['one_digit_off']} one digit off; wrong digits by position {positions or '-'}")
 
 

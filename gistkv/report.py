@@ -17,7 +17,7 @@ import numpy as np
 
 from gistkv import plots
 from gistkv.io import read_json, read_jsonl, write_json, write_text
-from gistkv.scoring import wrong_digit_positions
+from gistkv.near_misses import passkey_near_misses
 
 METHOD_TITLES = {"full": "Full context", "rag": "RAG", "gist": "Gist", "lora": "LoRA control (full context)"}
 HEADLINE = ("accuracy", "accuracy_ci_low", "accuracy_passkey", "accuracy_passkey_ci_low", "accuracy_keyed",
@@ -125,7 +125,7 @@ def comparison_table(eval_metrics: dict, dataset: str) -> list[str]:
 def near_miss_lines(predictions: list[dict], method: str) -> list[str]:
     """Where the wrong single-passkey answers go wrong, digit by digit (a precision problem
     shows as one or two wrong digits at a few positions; a retrieval problem as any number)."""
-    found = wrong_digit_positions([record for record in predictions if record.get("variant") == "passkey"])
+    found = passkey_near_misses(predictions)
     if not found["wrong"]:
         return []
     positions = ", ".join(f"{position}: {count}" for position, count in found["by_position"].items())

@@ -1,6 +1,7 @@
 import pytest
 
-from gistkv.scoring import qa_f1, score_passkey, wilson_interval, wrong_digit_positions
+from gistkv.near_misses import wrong_digit_positions
+from gistkv.scoring import qa_f1, score_passkey, wilson_interval
 
 
 def test_passkey_scoring_and_hallucination():
