@@ -124,9 +124,8 @@ def near_misses(predictions: list[Path]) -> None:
         except GistkvError as err:
             fail(err)
         found = passkey_near_misses(records)
-        single = sum(record.get("variant") == "passkey" for record in records)
         positions = " ".join(f"{position}:{count}" for position, count in found["by_position"].items())
-        typer.echo(f"{path}: {single} single passkey, {found['wrong']} wrong, {found['near_misses']} near misses, "
+        typer.echo(f"{path}: {found['answers']} single passkey, {found['wrong']} wrong, {found['near_misses']} near misses, "
                    f"{found['one_digit_off']} one digit off; wrong digits by position {positions or '-'}")
 
 

@@ -6,15 +6,15 @@ tells the two apart (and, for the gist runs here, points at the 4th digit).
 
     gistkv near-misses data/eval/gist_niah_en.jsonl
     >>> wrong_digit_positions([{"answer": "86196", "asserted": "86116"}, {"answer": "12345", "asserted": "7"}])
-    {'wrong': 2, 'near_misses': 1, 'one_digit_off': 1, 'by_position': {1: 0, 2: 0, 3: 0, 4: 1, 5: 0}}
+    {'answers': 2, 'wrong': 2, 'near_misses': 1, 'one_digit_off': 1, 'by_position': {1: 0, 2: 0, 3: 0, 4: 1, 5: 0}}
 """
 
 from __future__ import annotations
 
 
 def wrong_digit_positions(records: list[dict]) -> dict:
-    """How many answers are wrong, and where those of the key's length (near misses) differ from
-    the key (1-based digit positions).
+    """How many answers there are, how many are wrong, and where those of the key's length (near
+    misses) differ from the key (1-based digit positions).
 
     ``records`` carry ``answer`` and the scored ``asserted`` number (``gistkv.scoring.score_passkey``);
     answers without a number and numbers of another length are wrong but not near misses.
@@ -26,12 +26,13 @@ def wrong_digit_positions(records: list[dict]) -> dict:
     by_position = {position: 0 for position in range(1, width + 1)}
     one_off = 0
     for answer, asserted in misses:
-        wrong = [position for position, (want, got) in enumerate(zip(answer, asserted), start=1) if want != got]
-        one_off += len(wrong) == 1
-        for position in wrong:
+        differ = [position for position, (want, got) in enumerate(zip(answer, asserted), start=1) if want != got]
+        one_off += len(differ) == 1
+        for position in differ:
             by_position[position] += 1
     wrong = sum(record.get("asserted") != record["answer"] for record in records)
-    return {"wrong": wrong, "near_misses": len(misses), "one_digit_off": one_off, "by_position": by_position}
+    return {"answers": len(records), "wrong": wrong, "near_misses": len(misses), "one_digit_off": one_off,
+            "by_position": by_position}
 
 
 def passkey_near_misses(predictions: list[dict]) -> dict:

@@ -206,10 +206,9 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
             metrics = eval_metrics[(method, dataset)]
             points.append((f"{method} {dataset}", metrics["compression_ratio"], metrics["accuracy"]))
         lines.append("")
-        for method in ("gist",):
-            path = predictions_dir / f"{method}_{dataset}.jsonl"
-            if path.exists():
-                lines += near_miss_lines(read_jsonl(path), method)
+        gist_predictions = predictions_dir / f"gist_{dataset}.jsonl"
+        if gist_predictions.exists():
+            lines += near_miss_lines(read_jsonl(gist_predictions), "gist")
     if points:
         plots.plot_points(points, "compression ratio (context tokens / tokens attended)", "accuracy",
                           "accuracy vs compression", out_dir / "accuracy_vs_compression.png")

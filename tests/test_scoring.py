@@ -29,9 +29,9 @@ def test_wrong_digit_positions_counts_near_misses_only():
     records = [{"answer": "86196", "asserted": "86116"}, {"answer": "65376", "asserted": "65366"},
                {"answer": "10750", "asserted": "17500"}, {"answer": "12345", "asserted": "12345"},
                {"answer": "12345", "asserted": "999"}, {"answer": "12345", "asserted": None}]
-    assert wrong_digit_positions(records) == {"wrong": 5, "near_misses": 3, "one_digit_off": 2,
+    assert wrong_digit_positions(records) == {"answers": 6, "wrong": 5, "near_misses": 3, "one_digit_off": 2,
                                               "by_position": {1: 0, 2: 1, 3: 1, 4: 3, 5: 0}}
-    assert wrong_digit_positions([]) == {"wrong": 0, "near_misses": 0, "one_digit_off": 0, "by_position": {}}
+    assert wrong_digit_positions([]) == {"answers": 0, "wrong": 0, "near_misses": 0, "one_digit_off": 0, "by_position": {}}
 
 
 def test_near_misses_command_reads_prediction_files(tmp_path):
