@@ -3,6 +3,7 @@
 Sources (``name -> sentences``):
 
 * ``pydoc``          English: Python's own ``pydoc_data.topics`` (~465 KB of reference prose)
+* ``pystdlib``       English: the docstrings of Python's standard library (read with ``ast``, never imported)
 * ``sklearn_descr``  English: scikit-learn's dataset descriptions (``sklearn/datasets/descr/*.rst``)
 * ``kolaw``          Korean: konlpy's bundled constitution corpus (``konlpy/data/corpus/kolaw``)
 * ``kobill``         Korean: konlpy's bundled bill texts (``konlpy/data/corpus/kobill``)
@@ -15,8 +16,10 @@ Sources (``name -> sentences``):
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
+import sysconfig
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +31,7 @@ NOISE = {
 }
 DESCRIPTIONS = {
     "pydoc": "Python standard library pydoc_data.topics (English reference prose)",
+    "pystdlib": "docstrings of the Python standard library (English API prose)",
     "sklearn_descr": "scikit-learn sklearn/datasets/descr/*.rst (English dataset descriptions)",
     "kolaw": "konlpy data/corpus/kolaw (Korean constitution)",
     "kobill": "konlpy data/corpus/kobill (Korean National Assembly bills)",
@@ -39,6 +43,8 @@ SOURCES = tuple(DESCRIPTIONS)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 _CODE = re.compile(r"[{}\[\]|=<>]{2}|^\W")
 _RST_NOISE = re.compile(r"^\s*([=\-~^*#`.:|]{3,}|\.\. .*|:\w+:.*)\s*$")
+# Standard-library folders that are tests, vendored tools or demos rather than the library itself.
+_STDLIB_SKIP = {"test", "tests", "idle_test", "site-packages", "dist-packages", "lib2to3", "turtledemo", "ensurepip"}
 
 
 def package_dir(name: str) -> Path:
@@ -54,6 +60,8 @@ def raw_documents(source: str) -> list[str]:
         from pydoc_data.topics import topics
 
         return [topics[key] for key in sorted(topics)]
+    if source == "pystdlib":
+        return stdlib_docstrings()
     if source == "sklearn_descr":
         folder = package_dir("sklearn") / "datasets" / "descr"
         return [path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.rst"))]
@@ -61,6 +69,28 @@ def raw_documents(source: str) -> list[str]:
         folder = package_dir("konlpy") / "data" / "corpus" / source
         return [path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.txt"))]
     raise GistkvError(f"haystack source '{source}' unknown (known: {', '.join(SOURCES)}).")
+
+
+def stdlib_docstrings() -> list[str]:
+    """Module, class and function docstrings of the running Python's standard library, in file order.
+
+    Parsed with ``ast`` (importing would run code: ``antigravity`` opens a browser).
+    """
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(path for path in root.rglob("*.py")
+                   if not set(path.relative_to(root).parts[:-1]) & _STDLIB_SKIP)
+    documents = []
+    for path in files:
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue  # a few stdlib files are Python-2 era templates or latin-1 encoded; not prose anyway
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                docstring = ast.get_docstring(node)
+                if docstring:
+                    documents.append(docstring)
+    return documents
 
 
 def split_sentences(document: str) -> list[str]:

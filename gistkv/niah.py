@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 
 from gistkv.errors import GistkvError
-from gistkv.haystack import DESCRIPTIONS, SOURCES, split_pool
+from gistkv.haystack import DESCRIPTIONS, NOISE, SOURCES, split_pool
 from gistkv.params import require
 from gistkv.prompt import encode
 
@@ -204,6 +204,31 @@ class Haystacker:
         return " ".join(pieces), starts
 
 
+def sentence_pools(params: NiahParams, lang: str, split: str) -> dict[str, tuple[str, ...]]:
+    """Haystack sentences per source of ``lang``'s ``split``; training never holds an eval sentence.
+
+    Two texts can share sentences (pdb's docstrings quote its manual in ``pydoc``), so besides the
+    passage split of a shared source, every sentence of an eval pool is dropped from the training pools.
+    """
+    spec = language(params, lang)
+    shared = set(spec.train_sources) & set(spec.eval_sources)
+
+    def pool(source: str, which: str) -> tuple[str, ...]:
+        return split_pool(source, which, source in shared, params.block_sentences, params.eval_block_every)
+
+    if split == "eval":
+        return {source: pool(source, "eval") for source in spec.eval_sources}
+    held_out = {sentence for source in spec.eval_sources if source not in NOISE for sentence in pool(source, "eval")}
+    pools = {}
+    for source in spec.train_sources:
+        kept = tuple(sentence for sentence in pool(source, "train") if sentence not in held_out)
+        if not kept:
+            raise GistkvError(f"niah.languages.{lang}.train_sources: '{source}' has no sentence left that the "
+                              "eval split does not use.")
+        pools[source] = kept
+    return pools
+
+
 def generate(params: NiahParams, lang: str, split: str, tokenizer, max_positions: int | None = None) -> list[dict]:
     spec = language(params, lang)
     split_params = params.splits[split]
@@ -211,9 +236,7 @@ def generate(params: NiahParams, lang: str, split: str, tokenizer, max_positions
         raise GistkvError(f"niah.splits.{split}.context_lengths: {max(split_params.context_lengths)} tokens exceeds "
                           f"the model's {max_positions} positions.")
     sources = spec.train_sources if split == "train" else spec.eval_sources
-    shared = set(spec.train_sources) & set(spec.eval_sources)
-    pools = {source: split_pool(source, split, source in shared, params.block_sentences, params.eval_block_every)
-             for source in sources}
+    pools = sentence_pools(params, lang, split)
     rng = random.Random(f"{split_params.seed}-{lang}-{split}")
     names = split_names(spec.names, split)
     haystacker = Haystacker(tokenizer, params.tolerance)

@@ -5,7 +5,7 @@ import pytest
 
 from gistkv.errors import GistkvError
 from gistkv.haystack import NOISE, load_sentences
-from gistkv.niah import NiahParams, generate
+from gistkv.niah import NiahParams, generate, sentence_pools
 from gistkv.params import from_mapping, read_params
 
 
@@ -95,3 +95,21 @@ def test_unknown_lang_and_too_long_context(niah_params, tok):
 def test_noise_haystack_is_the_classic_text():
     assert load_sentences("noise_en")[0] == "The grass is green."
     assert "grass" in NOISE["noise_en"]
+
+
+def test_training_never_holds_a_sentence_of_an_eval_passage(niah_mapping):
+    # pdb's docstrings (pystdlib) quote its manual (pydoc): the passage split alone would leak them.
+    mapping = copy.deepcopy(niah_mapping)
+    mapping["languages"]["en"].update(train_sources=["pydoc", "pystdlib"], eval_sources=["pydoc"])
+    params = from_mapping(NiahParams, mapping, "niah")
+    held_out = set(sentence_pools(params, "en", "eval")["pydoc"])
+    train = sentence_pools(params, "en", "train")
+    assert set(load_sentences("pystdlib")) & held_out
+    assert not (set(train["pydoc"]) | set(train["pystdlib"])) & held_out
+    assert len(train["pystdlib"]) > 10_000
+
+
+def test_stdlib_docstrings_are_prose():
+    sentences = load_sentences("pystdlib")
+    assert "Return the system identifier for the current event." in sentences
+    assert not any(">>>" in sentence or re.search(r"\d{4,}", sentence) for sentence in sentences)
