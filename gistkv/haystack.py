@@ -74,7 +74,8 @@ def raw_documents(source: str) -> list[str]:
 def stdlib_docstrings() -> list[str]:
     """Module, class and function docstrings of the running Python's standard library, in file order.
 
-    Parsed with ``ast`` (importing would run code: ``antigravity`` opens a browser).
+    Parsed with ``ast`` (importing would run code: ``antigravity`` opens a browser). Like
+    ``pydoc``'s, the text is the running Python's: another Python version gives other data bytes.
     """
     root = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(path for path in root.rglob("*.py")
@@ -84,7 +85,7 @@ def stdlib_docstrings() -> list[str]:
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):
-            continue  # a few stdlib files are Python-2 era templates or latin-1 encoded; not prose anyway
+            continue  # none on 3.11.7; a file another Python cannot read as source holds no prose we need
         for node in ast.walk(tree):
             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 docstring = ast.get_docstring(node)
