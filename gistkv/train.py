@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from gistkv.compressor import ADAPTER_DIR, COMPRESSOR_META, CONTEXT_ENCODERS, POSITION_SCHEME, model_shape
+from gistkv.compressor import ADAPTER_DIR, COMPRESSOR_META, CONTEXT_AUTOCASTS, CONTEXT_ENCODERS, POSITION_SCHEME, model_shape
 from gistkv.errors import GistkvError
 from gistkv.gist import GistCollator, add_gist_tokens
 from gistkv.io import write_json
@@ -72,6 +72,7 @@ class TrainParams:
     lr_scheduler_kwargs: dict[str, Any] = field(default_factory=dict)   # e.g. warmup_stable_decay's num_decay_steps
     answer_position_probes: bool = False   # also ask, from the same gist, for each answer character by position
     use_gist_mask: bool = True   # False = the plain-LoRA control (stages/train_gist.py --control)
+    context_autocast: str = "none"   # "bfloat16": the base model reads the context under autocast (context_encoder base)
 
     def validate(self, where: str) -> None:
         require(self.max_steps > 0, f"{where}.max_steps", "must be positive.")
@@ -81,6 +82,11 @@ class TrainParams:
         require(self.num_processes >= 1, f"{where}.num_processes", "must be >= 1.")
         require(self.context_encoder in CONTEXT_ENCODERS, f"{where}.context_encoder",
                 f"must be one of {', '.join(CONTEXT_ENCODERS)}, got {self.context_encoder!r}.")
+        require(self.context_autocast in CONTEXT_AUTOCASTS, f"{where}.context_autocast",
+                f"must be one of {', '.join(CONTEXT_AUTOCASTS)}, got {self.context_autocast!r}.")
+        # The adapted encoder reads context and gist in one pass: there is no separate context read to cast.
+        require(self.context_autocast == "none" or self.context_encoder == "base", f"{where}.context_autocast",
+                f"{self.context_autocast!r} needs context_encoder: base, got {self.context_encoder!r}.")
 
 
 def position_probes(record: dict, tokenizer) -> list[tuple[list[int], list[int]]]:
@@ -104,12 +110,17 @@ def tokenize_records(records: list[dict], tokenizer, probes: bool = False) -> li
              **({"probes": position_probes(record, tokenizer)} if probes else {})} for record in records]
 
 
+# Switches added after the first recipe, with their "off" value.
+LATER_SWITCHES = {"answer_position_probes": False, "context_autocast": "none"}
+
+
 def recipe_fingerprint_fields(params: TrainParams) -> dict:
     """The training params that define a run for checkpoint reuse. Switches added later are left
     out while off, so checkpoints of the recipe they extend stay valid."""
     fields = dataclasses.asdict(params)
-    if not params.answer_position_probes:
-        del fields["answer_position_probes"]
+    for name, off in LATER_SWITCHES.items():
+        if fields[name] == off:
+            del fields[name]
     return fields
 
 
@@ -242,12 +253,14 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
     live = Live(dir=str(metrics_dir / "live"), save_dvc_exp=False, dvcyaml=None, resume=resume_from is not None,
                 report=None)
     held_out = make_held_out_accuracy(train_records[: params.validation_samples], tokenizer, gist_ids,
-                                      params.use_gist_mask, params.context_encoder, resume_from)
+                                      params.use_gist_mask, params.context_encoder, params.context_autocast,
+                                      resume_from)
     trainer = make_gist_trainer()(
         model=model, args=args, train_dataset=training, eval_dataset=validation,
         data_collator=GistCollator(gist_ids, tokenizer.pad_token_id, dtype, params.use_gist_mask),
         callbacks=[DVCLiveCallback(live=live), StopAfter(), held_out], num_gist=len(gist_ids), dtype=dtype,
-        use_gist_mask=params.use_gist_mask, context_encoder=params.context_encoder, curriculum=params.curriculum)
+        use_gist_mask=params.use_gist_mask, context_encoder=params.context_encoder,
+        context_autocast=params.context_autocast, curriculum=params.curriculum)
     before_s, wall_source = seconds_before(resume_from)
     start = time.perf_counter()
     initial_path = checkpoint_dir / "initial_eval.json"
@@ -277,7 +290,7 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
         "base_dir": str(base_dir), "num_gist_tokens": gist.num_tokens, "gist_token_ids": gist_ids,
         "position_scheme": POSITION_SCHEME, "dtype": base.info["dtype"], "device": base.info["device"],
         "quantization": base.info["quantization"], "use_gist_mask": params.use_gist_mask,
-        "context_encoder": params.context_encoder,
+        "context_encoder": params.context_encoder, "context_autocast": params.context_autocast,
         "lora": {"r": params.lora_r, "alpha": params.lora_alpha, "target_modules": list(params.target_modules)},
         **model_shape(model.config)})
     # Mean of the logged losses rather than Trainer's own average, which covers only this session.

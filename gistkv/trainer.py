@@ -34,7 +34,7 @@ def unwrap(model):
 
 def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gist: int, dtype: torch.dtype,
                 use_gist_mask: bool, tail_positions: torch.Tensor | None = None,
-                tail_blocks: torch.Tensor | None = None) -> torch.Tensor:
+                tail_blocks: torch.Tensor | None = None, context_autocast: str = "none") -> torch.Tensor:
     """Logits (T, vocab) of ``[gist; query; answer …]`` on top of the context as the base model reads it
     (adapter off, no gradient); positions continue after the context, as at inference
     (``tail_positions``/``tail_blocks``: the collator's, when the tail holds several question blocks)."""
@@ -42,7 +42,7 @@ def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gi
     device = tail_ids.device
     if tail_positions is None:
         tail_positions = torch.arange(context_len, context_len + tail_len, device=device)
-    cache = context_cache(unwrap(model), context_ids, adapter_off=True)
+    cache = context_cache(unwrap(model), context_ids, adapter_off=True, autocast=context_autocast)
     after_blocks = tail_blocks[num_gist:] if tail_blocks is not None else None
     return model(input_ids=tail_ids[None], cache=cache, use_cache=True,
                  attention_mask=tail_attention_mask(context_len, num_gist, tail_len - num_gist, dtype, device,
@@ -51,7 +51,7 @@ def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gi
 
 
 def two_pass_loss(model, inputs: dict, num_gist: int, dtype: torch.dtype, use_gist_mask: bool,
-                  num_items_in_batch=None) -> torch.Tensor:
+                  num_items_in_batch=None, context_autocast: str = "none") -> torch.Tensor:
     """Answer-token cross-entropy with the context read by the base model (``tail_logits``).
 
     Rows run one at a time (each has its own context length); the loss is the summed token loss
@@ -62,7 +62,7 @@ def two_pass_loss(model, inputs: dict, num_gist: int, dtype: torch.dtype, use_gi
         segments, ids, labels = inputs["segments"][row], inputs["input_ids"][row], inputs["labels"][row]
         in_tail = (segments == GIST) | (segments == AFTER)
         logits = tail_logits(model, ids[segments == CONTEXT], ids[in_tail], num_gist, dtype, use_gist_mask,
-                             inputs["position_ids"][row][in_tail], inputs["blocks"][row][in_tail])
+                             inputs["position_ids"][row][in_tail], inputs["blocks"][row][in_tail], context_autocast)
         tail_labels = labels[in_tail]
         # Token t predicts token t+1, as in the single-pass causal LM loss.
         # (Across a block boundary the target is the next block's first query token: never a label.)
@@ -81,16 +81,17 @@ def make_gist_trainer():
         or two passes ("base"); with ``curriculum`` the (length-sorted) set is visited in order."""
 
         def __init__(self, *args, num_gist: int, dtype: torch.dtype, use_gist_mask: bool, context_encoder: str,
-                     curriculum: bool, **kwargs):
+                     curriculum: bool, context_autocast: str = "none", **kwargs):
             super().__init__(*args, **kwargs)
             self.num_gist, self.gist_dtype, self.use_gist_mask = num_gist, dtype, use_gist_mask
-            self.context_encoder, self.curriculum = context_encoder, curriculum
+            self.context_encoder, self.context_autocast, self.curriculum = context_encoder, context_autocast, curriculum
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.context_encoder == "adapted":
                 inputs = model_inputs(inputs)
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss = two_pass_loss(model, inputs, self.num_gist, self.gist_dtype, self.use_gist_mask, num_items_in_batch)
+            loss = two_pass_loss(model, inputs, self.num_gist, self.gist_dtype, self.use_gist_mask, num_items_in_batch,
+                                 self.context_autocast)
             return (loss, {"loss": loss}) if return_outputs else loss
 
         def _get_train_sampler(self, train_dataset=None):
@@ -102,7 +103,7 @@ def make_gist_trainer():
 
 
 def make_held_out_accuracy(records: list[dict], tokenizer, gist_ids: list[int], use_gist_mask: bool,
-                           context_encoder: str, resume_from: str | None):
+                           context_encoder: str, context_autocast: str, resume_from: str | None):
     """A callback that measures answer accuracy on held-out *training-split* records at every
     evaluation, with the inference code itself (compress + answer from the gist cache, or the
     control's full-context answer): the accuracy-vs-steps curve. The curve so far is saved in
@@ -126,7 +127,8 @@ def make_held_out_accuracy(records: list[dict], tokenizer, gist_ids: list[int], 
                 return
             peft_model = unwrap(model)
             device = str(next(peft_model.parameters()).device)
-            compressor = untrained_compressor(peft_model, tokenizer, len(gist_ids), device, context_encoder)
+            compressor = untrained_compressor(peft_model, tokenizer, len(gist_ids), device, context_encoder,
+                                              context_autocast)
             method = OnTheFlyGist(compressor) if use_gist_mask else LoraControl(compressor)
             _, metrics = evaluate_method(method, records, max_new_tokens=answer_tokens, warmup_samples=0)
             self.curve = [point for point in self.curve if point["step"] != state.global_step]

@@ -65,8 +65,10 @@ def test_methods_answer_with_the_training_layout(trained, name):
     builder, root = trained
     method = builder.build(name, rag_index_dir=root / "idx", collection="c")
     compressor = method.compressor
-    # Loaded for answering: merged adapter + a copy of the base weights for the context.
+    # Loaded for answering: merged adapter + a copy of the base weights for the context, read with
+    # the training's context_autocast (params.yaml: bfloat16).
     assert compressor.context_encoder == "base" and compressor.context_model is not None
+    assert compressor.context_autocast == train_params().context_autocast
     record = niah_record(1)
     from gistkv.compressor import load_compressor
     from gistkv.prompt import encode, query_text
@@ -77,7 +79,7 @@ def test_methods_answer_with_the_training_layout(trained, name):
     tail = torch.tensor(compressor.gist_ids + encode(method.tokenizer, query_text(record["question"], record["answer_prefix"])))
     with torch.no_grad():
         logits = tail_logits(unmerged.model, context, tail, len(compressor.gist_ids), torch.float32,
-                             use_gist_mask=name == "gist")
+                             use_gist_mask=name == "gist", context_autocast=compressor.context_autocast)
     if name == "gist":
         method.prepare(record)
     assert method.answer(record, max_new_tokens=1).token_ids[:1] == [int(logits[-1].argmax())]

@@ -53,3 +53,16 @@ def test_optional_train_keys_default_and_are_checked():
     assert from_mapping(TrainParams, mapping, "train").lr_scheduler_kwargs == {}
     with pytest.raises(GistkvError, match="train.lr_scheduler_kwargs: expected a mapping"):
         from_mapping(TrainParams, {**mapping, "lr_scheduler_kwargs": 300}, "train")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"context_autocast": "float8"}, "train.context_autocast: must be one of none, bfloat16"),
+    ({"context_autocast": "bfloat16", "context_encoder": "adapted"},
+     "train.context_autocast: 'bfloat16' needs context_encoder: base"),
+])
+def test_context_autocast_is_checked(change, message):
+    from gistkv.train import TrainParams
+
+    mapping = {**dataclasses.asdict(load_section("params.yaml", "train", TrainParams)), **change}
+    with pytest.raises(GistkvError, match=message):
+        from_mapping(TrainParams, mapping, "train")

@@ -100,3 +100,14 @@ def test_training_time_of_an_old_checkpoint_is_estimated_from_its_logs(tmp_path)
         {"step": 10 * (i + 1), "loss": 1.0, "train_runtime": value} for i, value in enumerate(runtimes)]}))
     assert seconds_before(str(checkpoint)) == (4.5, "estimated from logged runtimes")
     assert seconds_before(None) == (0.0, "measured")
+
+
+def test_later_switches_join_the_checkpoint_fingerprint_only_when_on():
+    """Checkpoints of a recipe stay resumable when a switch added later is off, and are not
+    reused once it is on (a bfloat16 context read is another recipe)."""
+    from gistkv.train import recipe_fingerprint_fields
+
+    off = recipe_fingerprint_fields(train_params(context_autocast="none", answer_position_probes=False))
+    assert "context_autocast" not in off and "answer_position_probes" not in off
+    on = recipe_fingerprint_fields(train_params(context_autocast="bfloat16", answer_position_probes=True))
+    assert on["context_autocast"] == "bfloat16" and on["answer_position_probes"] is True

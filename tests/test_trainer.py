@@ -76,3 +76,19 @@ def test_a_probe_block_does_not_see_the_blocks_before_it(tokenizer, tiny_model):
         logits = model(**model_inputs(batch, labels=False)).logits[0][batch["blocks"][0] == 2]
         other_logits = model(**model_inputs(other, labels=False)).logits[0][other["blocks"][0] == 2]
     torch.testing.assert_close(logits, other_logits, atol=1e-5, rtol=1e-4)
+
+
+def test_bfloat16_context_read_is_close_and_hands_on_the_weights_dtype(tokenizer, tiny_model):
+    """train.context_autocast: bfloat16 computes the context under autocast; the cache the fp32
+    gist/query pass attends to is fp32 again, and the loss stays close to the fp32 read's."""
+    from gistkv.compressor import context_cache
+
+    model, batch, num_gist = batch_and_model(tokenizer, tiny_model)
+    context = batch["input_ids"][0][:12]
+    exact, cast = (context_cache(model, context, adapter_off=True, autocast=mode) for mode in ("none", "bfloat16"))
+    assert {layer.keys.dtype for layer in cast.layers} == {torch.float32}
+    assert not torch.equal(exact.layers[0].keys, cast.layers[0].keys)      # it did compute in bfloat16
+    torch.testing.assert_close(cast.layers[-1].keys, exact.layers[-1].keys, atol=0.1, rtol=0.05)
+    with torch.no_grad():
+        torch.testing.assert_close(two_pass_loss(model, batch, num_gist, torch.float32, True, context_autocast="bfloat16"),
+                                   two_pass_loss(model, batch, num_gist, torch.float32, True), atol=0.05, rtol=0.02)
