@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from gistkv.decode import model_dtype
 from gistkv.errors import GistkvError
 from gistkv.gist import add_gist_tokens
 from gistkv.model import load_base, sha256_file
@@ -36,13 +37,31 @@ CONTEXT_ENCODERS = ("adapted", "base")
 CONTEXT_AUTOCASTS = ("none", "bfloat16")
 
 
+@dataclass(frozen=True)
+class ContextRead:
+    """How a document becomes the cache the gist tokens attend to: who reads it (``encoder``, one of
+    CONTEXT_ENCODERS) and in which matmul precision (``autocast``, one of CONTEXT_AUTOCASTS).
+    Training records it in compressor.json, so extraction and answering read a document the same way."""
+    encoder: str = "adapted"
+    autocast: str = "none"
+
+    @classmethod
+    def from_meta(cls, meta: dict, where: Path) -> "ContextRead":
+        read = cls(meta.get("context_encoder", cls.encoder), meta.get("context_autocast", cls.autocast))
+        for key, value, allowed in (("context_encoder", read.encoder, CONTEXT_ENCODERS),
+                                    ("context_autocast", read.autocast, CONTEXT_AUTOCASTS)):
+            if value not in allowed:
+                raise GistkvError(f"{where}: {key} {value!r} is not one of {', '.join(allowed)}.")
+        return read
+
+
 @torch.no_grad()
 def context_cache(model, context_ids: torch.Tensor, adapter_off: bool, autocast: str = "none"):
     """KV cache of a context (1-D ids) at positions 0..L-1; ``adapter_off`` switches a peft model's
     adapter off for it (the "base" context encoder, in training and at inference); ``autocast``:
     one of CONTEXT_AUTOCASTS."""
     positions = torch.arange(len(context_ids), device=context_ids.device)[None]
-    weights_dtype = next(model.parameters()).dtype
+    weights_dtype = model_dtype(model)
     cast = autocast != "none" and getattr(torch, autocast) != weights_dtype
     with model.disable_adapter() if adapter_off else nullcontext(), \
             torch.autocast(context_ids.device.type, dtype=getattr(torch, autocast)) if cast else nullcontext():
@@ -60,8 +79,7 @@ class Compressor:
     gist_ids: list[int]
     meta: dict
     device: str
-    context_encoder: str = "adapted"
-    context_autocast: str = "none"
+    context_read: ContextRead = ContextRead()
     # With context_encoder "base": the unmodified base weights, so ``model`` can be the merged (fast)
     # adapter. None: ``model`` is an unmerged peft model whose adapter is switched off for the context.
     context_model: object = None
@@ -83,9 +101,10 @@ class Compressor:
         if not context_ids:
             return DynamicCache()
         ids = torch.tensor(list(context_ids), device=self.device)
-        if self.context_encoder == "base" and self.context_model is not None:
-            return context_cache(self.context_model, ids, adapter_off=False, autocast=self.context_autocast)
-        return context_cache(self.model, ids, adapter_off=self.context_encoder == "base", autocast=self.context_autocast)
+        read = self.context_read
+        if read.encoder == "base" and self.context_model is not None:
+            return context_cache(self.context_model, ids, adapter_off=False, autocast=read.autocast)
+        return context_cache(self.model, ids, adapter_off=read.encoder == "base", autocast=read.autocast)
 
     def identity(self) -> dict:
         return {key: self.meta[key] for key in ("base_model", "base_weights_sha256", "tokenizer_sha256",
@@ -132,37 +151,32 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
     gist_ids = add_gist_tokens(tokenizer, base.model, int(meta["num_gist_tokens"]))
     if gist_ids != meta["gist_token_ids"]:
         raise GistkvError(f"{meta_path}: gist token ids {meta['gist_token_ids']} differ from the tokenizer's {gist_ids}.")
-    context_encoder = meta.get("context_encoder", "adapted")
-    if context_encoder not in CONTEXT_ENCODERS:
-        raise GistkvError(f"{meta_path}: context_encoder {context_encoder!r} is not one of {', '.join(CONTEXT_ENCODERS)}.")
-    context_autocast = meta.get("context_autocast", "none")
-    if context_autocast not in CONTEXT_AUTOCASTS:
-        raise GistkvError(f"{meta_path}: context_autocast {context_autocast!r} is not one of {', '.join(CONTEXT_AUTOCASTS)}.")
+    context_read = ContextRead.from_meta(meta, meta_path)
     # "base" reads the context with the base weights: keep a copy of them beside the merged adapter
     # (twice the weights in memory, full decode speed); merge=False keeps one unmerged model instead.
     # (4-bit weights are not copied: the adapter stays unmerged and is switched off instead).
-    split = merge and context_encoder == "base" and base.info["quantization"] == "none"
+    split = merge and context_read.encoder == "base" and base.info["quantization"] == "none"
     context_model = copy.deepcopy(base.model) if split else None
     model = PeftModel.from_pretrained(base.model, str(gist_dir / ADAPTER_DIR))
-    if merge and (context_encoder == "adapted" or split):
+    if merge and (context_read.encoder == "adapted" or split):
         model = model.merge_and_unload()
     model.eval()
     meta = dict(meta, tokenizer_sha256=sha256_file(gist_dir / "tokenizer.json"),
                 adapter_sha256=sha256_file(gist_dir / ADAPTER_DIR / "adapter_model.safetensors"))
     return Compressor(model=model, tokenizer=tokenizer, gist_ids=gist_ids, meta=meta, device=base.info["device"],
-                      context_encoder=context_encoder, context_autocast=context_autocast, context_model=context_model)
+                      context_read=context_read, context_model=context_model)
 
 
 def untrained_compressor(model, tokenizer, num_gist_tokens: int, device: str = "cpu",
-                         context_encoder: str = "adapted", context_autocast: str = "none") -> Compressor:
+                         context_read: ContextRead = ContextRead()) -> Compressor:
     """Wrap any model as a compressor (tests, and accuracy checks during training).
 
-    ``context_encoder="base"`` needs a peft model (its adapter is switched off for the context).
+    ``ContextRead(encoder="base")`` needs a peft model (its adapter is switched off for the context).
     """
     gist_ids = add_gist_tokens(tokenizer, model, num_gist_tokens)
     meta = {"base_model": getattr(model.config, "_name_or_path", "in-memory"), "base_weights_sha256": "in-memory",
             "tokenizer_sha256": "in-memory", "adapter_sha256": "none", "num_gist_tokens": num_gist_tokens,
             "gist_token_ids": gist_ids, **model_shape(model.config)}
     return Compressor(model=model, tokenizer=tokenizer, gist_ids=gist_ids, meta=meta, device=device,
-                      context_encoder=context_encoder, context_autocast=context_autocast)
+                      context_read=context_read)
 

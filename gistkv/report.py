@@ -185,9 +185,11 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
              f"- model: `{params['model']['source']}` (dtype {train.get('dtype', '?')}, quantization "
              f"{train.get('quantization', '?')}, device {train.get('device', '?')})",
              f"- gist tokens: {params['gist']['num_tokens']}; training steps: {train.get('steps', '?')} "
-             f"({train.get('train_wall_s', '?')} s, {train.get('train_tokens_per_s', '?')} tokens/s); "
+             f"({train.get('train_wall_s', '?')} s, of which held-out checks {train.get('held_out_checks_s', '?')} s; "
+             f"{train.get('train_tokens_per_s', '?')} tokens/s); "
              f"eval loss {train.get('eval_loss_initial', '?')} → {train.get('eval_loss_final', '?')}",
-             *([f"- plain-LoRA control (no gist mask): {control.get('steps', '?')} steps ({control.get('train_wall_s', '?')} s); "
+             *([f"- plain-LoRA control (no gist mask): {control.get('steps', '?')} steps ({control.get('train_wall_s', '?')} s, of which held-out checks "
+                f"{control.get('held_out_checks_s', '?')} s); "
                 f"eval loss {control.get('eval_loss_initial', '?')} → {control.get('eval_loss_final', '?')}"] if control else []),
              f"- eval sets: {', '.join(datasets)}; context lengths {params['niah']['splits']['eval']['context_lengths']} "
              f"tokens, depths {params['niah']['splits']['eval']['depth_min']:.0%}–{params['niah']['splits']['eval']['depth_max']:.0%}",

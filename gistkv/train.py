@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from gistkv.compressor import ADAPTER_DIR, COMPRESSOR_META, CONTEXT_AUTOCASTS, CONTEXT_ENCODERS, POSITION_SCHEME, model_shape
+from gistkv.compressor import (ADAPTER_DIR, COMPRESSOR_META, CONTEXT_AUTOCASTS, CONTEXT_ENCODERS, POSITION_SCHEME,
+                               ContextRead, model_shape)
 from gistkv.errors import GistkvError
 from gistkv.gist import GistCollator, add_gist_tokens
 from gistkv.io import write_json
@@ -35,7 +36,7 @@ from gistkv.trainer import make_gist_trainer, make_held_out_accuracy
 
 log = logging.getLogger(__name__)
 FINGERPRINT = "gistkv_fingerprint.json"
-ELAPSED = "gistkv_elapsed.json"     # in each checkpoint: training seconds up to it, summed over resumes
+ELAPSED = "gistkv_elapsed.json"     # in each checkpoint: seconds up to it (all; held-out checks), summed over resumes
 
 
 @dataclass
@@ -87,6 +88,10 @@ class TrainParams:
         # The adapted encoder reads context and gist in one pass: there is no separate context read to cast.
         require(self.context_autocast == "none" or self.context_encoder == "base", f"{where}.context_autocast",
                 f"{self.context_autocast!r} needs context_encoder: base, got {self.context_encoder!r}.")
+
+    @property
+    def context_read(self) -> ContextRead:
+        return ContextRead(self.context_encoder, self.context_autocast)
 
 
 def position_probes(record: dict, tokenizer) -> list[tuple[list[int], list[int]]]:
@@ -153,18 +158,20 @@ def sort_adapter_config(path: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def seconds_before(checkpoint: str | None) -> tuple[float, str]:
-    """Training seconds spent before resuming from ``checkpoint`` and how they are known.
+def seconds_before(checkpoint: str | None) -> tuple[float, float, str]:
+    """Seconds spent before resuming from ``checkpoint`` — in all, and of those in held-out checks —
+    and how they are known.
 
     Exact from the checkpoint's own record; for a checkpoint without one, estimated from the
     ``train_runtime`` each earlier session logged (its last value per session; the steps after a
-    session's last log are missing from the estimate).
+    session's last log are missing from the estimate; checks unknown, counted as 0).
     """
     if checkpoint is None:
-        return 0.0, "measured"
+        return 0.0, 0.0, "measured"
     record = Path(checkpoint) / ELAPSED
     if record.exists():
-        return float(json.loads(record.read_text())["train_s"]), "measured"
+        elapsed = json.loads(record.read_text())
+        return float(elapsed["train_s"]), float(elapsed.get("checks_s", 0.0)), "measured"
     state = Path(checkpoint) / "trainer_state.json"
     history = json.loads(state.read_text())["log_history"] if state.exists() else []
     total, last = 0.0, None
@@ -174,7 +181,7 @@ def seconds_before(checkpoint: str | None) -> tuple[float, str]:
         runtime = float(entry["train_runtime"])
         total += runtime - last if last is not None and runtime >= last else runtime   # a drop = a new session
         last = runtime
-    return total, "estimated from logged runtimes"
+    return total, 0.0, "estimated from logged runtimes"
 
 
 def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
@@ -246,22 +253,21 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:     # so a resumed run reports the whole training time
                 write_json(checkpoint_dir / f"checkpoint-{state.global_step}" / ELAPSED,
-                           {"train_s": round(before_s + time.perf_counter() - start, 3)})
+                           {"train_s": round(before_s + time.perf_counter() - start, 3),
+                            "checks_s": round(checks_before_s + trainer.checks_s, 3)})
             if stop_after_steps is not None and state.global_step >= stop_after_steps:
                 control.should_training_stop = True
 
     live = Live(dir=str(metrics_dir / "live"), save_dvc_exp=False, dvcyaml=None, resume=resume_from is not None,
                 report=None)
     held_out = make_held_out_accuracy(train_records[: params.validation_samples], tokenizer, gist_ids,
-                                      params.use_gist_mask, params.context_encoder, params.context_autocast,
-                                      resume_from)
+                                      params.use_gist_mask, params.context_read, resume_from)
     trainer = make_gist_trainer()(
         model=model, args=args, train_dataset=training, eval_dataset=validation,
         data_collator=GistCollator(gist_ids, tokenizer.pad_token_id, dtype, params.use_gist_mask),
         callbacks=[DVCLiveCallback(live=live), StopAfter(), held_out], num_gist=len(gist_ids), dtype=dtype,
-        use_gist_mask=params.use_gist_mask, context_encoder=params.context_encoder,
-        context_autocast=params.context_autocast, curriculum=params.curriculum)
-    before_s, wall_source = seconds_before(resume_from)
+        use_gist_mask=params.use_gist_mask, context_read=params.context_read, curriculum=params.curriculum)
+    before_s, checks_before_s, wall_source = seconds_before(resume_from)
     start = time.perf_counter()
     initial_path = checkpoint_dir / "initial_eval.json"
     if resume_from is None:
@@ -269,6 +275,7 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
     initial_eval = json.loads(initial_path.read_text())["eval_loss"] if initial_path.exists() else float("nan")
     trainer.train(resume_from_checkpoint=resume_from)
     wall_s = before_s + time.perf_counter() - start
+    checks_s = checks_before_s + trainer.checks_s
     if stop_after_steps is not None and trainer.state.global_step < params.max_steps:
         return {"stopped_at_step": trainer.state.global_step}
     evaluated = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
@@ -299,6 +306,8 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
             "eval_loss_initial": round(float(initial_eval), 4),
             "eval_loss_final": round(float(final_eval), 4), "steps": trainer.state.global_step,
             "train_wall_s": round(wall_s, 1), "train_wall_s_source": wall_source, "train_tokens_seen": tokens_seen,
+            # of train_wall_s: the held-out loss/accuracy checks every eval_steps, and the rest (the training itself)
+            "held_out_checks_s": round(checks_s, 1), "train_wall_s_without_checks": round(wall_s - checks_s, 1),
             "train_tokens_per_s": round(tokens_seen / wall_s, 1) if wall_s > 0 else 0.0,
             "device": base.info["device"], "dtype": base.info["dtype"], "quantization": base.info["quantization"],
             "num_processes": params.num_processes, "torch_threads": torch.get_num_threads(),

@@ -9,18 +9,19 @@ also how ``Compressor.encode_context`` reads a document at inference, so trainin
 inference agree.
 
     trainer_class = make_gist_trainer()
-    trainer = trainer_class(..., num_gist=10, dtype=torch.float32, context_encoder="base", ...)
+    trainer = trainer_class(..., num_gist=10, dtype=torch.float32, context_read=ContextRead("base"), ...)
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from gistkv.compressor import context_cache
+from gistkv.compressor import ContextRead, context_cache
 from gistkv.gist import AFTER, CONTEXT, GIST, model_inputs, tail_attention_mask
 from gistkv.io import write_json
 
@@ -78,21 +79,31 @@ def make_gist_trainer():
 
     class GistTrainer(Trainer):
         """``Trainer`` with the collator's ``segments`` consumed here: one masked pass ("adapted")
-        or two passes ("base"); with ``curriculum`` the (length-sorted) set is visited in order."""
+        or two passes ("base"); with ``curriculum`` the (length-sorted) set is visited in order.
+        ``checks_s`` adds up the time spent in ``evaluate`` (held-out loss and, through the callbacks
+        it calls, held-out accuracy), so the training time can be told apart from the measuring."""
 
-        def __init__(self, *args, num_gist: int, dtype: torch.dtype, use_gist_mask: bool, context_encoder: str,
-                     curriculum: bool, context_autocast: str = "none", **kwargs):
+        def __init__(self, *args, num_gist: int, dtype: torch.dtype, use_gist_mask: bool, context_read: ContextRead,
+                     curriculum: bool, **kwargs):
             super().__init__(*args, **kwargs)
             self.num_gist, self.gist_dtype, self.use_gist_mask = num_gist, dtype, use_gist_mask
-            self.context_encoder, self.context_autocast, self.curriculum = context_encoder, context_autocast, curriculum
+            self.context_read, self.curriculum = context_read, curriculum
+            self.checks_s = 0.0
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self.context_encoder == "adapted":
+            if self.context_read.encoder == "adapted":
                 inputs = model_inputs(inputs)
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = two_pass_loss(model, inputs, self.num_gist, self.gist_dtype, self.use_gist_mask, num_items_in_batch,
-                                 self.context_autocast)
+                                 self.context_read.autocast)
             return (loss, {"loss": loss}) if return_outputs else loss
+
+        def evaluate(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return super().evaluate(*args, **kwargs)
+            finally:
+                self.checks_s += time.perf_counter() - start
 
         def _get_train_sampler(self, train_dataset=None):
             if not self.curriculum:
@@ -103,7 +114,7 @@ def make_gist_trainer():
 
 
 def make_held_out_accuracy(records: list[dict], tokenizer, gist_ids: list[int], use_gist_mask: bool,
-                           context_encoder: str, context_autocast: str, resume_from: str | None):
+                           context_read: ContextRead, resume_from: str | None):
     """A callback that measures answer accuracy on held-out *training-split* records at every
     evaluation, with the inference code itself (compress + answer from the gist cache, or the
     control's full-context answer): the accuracy-vs-steps curve. The curve so far is saved in
@@ -127,8 +138,7 @@ def make_held_out_accuracy(records: list[dict], tokenizer, gist_ids: list[int], 
                 return
             peft_model = unwrap(model)
             device = str(next(peft_model.parameters()).device)
-            compressor = untrained_compressor(peft_model, tokenizer, len(gist_ids), device, context_encoder,
-                                              context_autocast)
+            compressor = untrained_compressor(peft_model, tokenizer, len(gist_ids), device, context_read)
             method = OnTheFlyGist(compressor) if use_gist_mask else LoraControl(compressor)
             _, metrics = evaluate_method(method, records, max_new_tokens=answer_tokens, warmup_samples=0)
             self.curve = [point for point in self.curve if point["step"] != state.global_step]

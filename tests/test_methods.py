@@ -7,6 +7,7 @@ import pytest
 import torch
 from test_train import records, train_params
 
+from gistkv.compressor import ContextRead
 from gistkv.errors import GistkvError
 from gistkv.evaluate import EvaluateParams, evaluate_method
 from gistkv.methods import Gist, LoraControl, MethodBuilder, OnTheFlyGist
@@ -57,6 +58,18 @@ def test_control_and_compressor_are_not_interchangeable(trained):
         swapped.build("lora", rag_index_dir=root / "idx", collection="c")
 
 
+@pytest.mark.parametrize("meta, message", [
+    ({"context_encoder": "frozen"}, "compressor.json: context_encoder 'frozen' is not one of adapted, base"),
+    ({"context_encoder": "base", "context_autocast": "float8"},
+     "compressor.json: context_autocast 'float8' is not one of none, bfloat16"),
+])
+def test_a_compressor_json_with_an_unknown_context_read_is_refused(meta, message):
+    with pytest.raises(GistkvError, match=message):
+        ContextRead.from_meta(meta, Path("models/gist/compressor.json"))
+    # a compressor.json from before these fields reads the context as it was trained then
+    assert ContextRead.from_meta({}, Path("compressor.json")) == ContextRead("adapted", "none")
+
+
 @pytest.mark.parametrize("name", ["gist", "lora"])
 def test_methods_answer_with_the_training_layout(trained, name):
     """Evaluation reads a context the way training did (train.context_encoder: base, the params.yaml
@@ -67,8 +80,8 @@ def test_methods_answer_with_the_training_layout(trained, name):
     compressor = method.compressor
     # Loaded for answering: merged adapter + a copy of the base weights for the context, read with
     # the training's context_autocast (params.yaml: bfloat16).
-    assert compressor.context_encoder == "base" and compressor.context_model is not None
-    assert compressor.context_autocast == train_params().context_autocast
+    assert compressor.context_read.encoder == "base" and compressor.context_model is not None
+    assert compressor.context_read == train_params().context_read
     record = niah_record(1)
     from gistkv.compressor import load_compressor
     from gistkv.prompt import encode, query_text
@@ -79,7 +92,7 @@ def test_methods_answer_with_the_training_layout(trained, name):
     tail = torch.tensor(compressor.gist_ids + encode(method.tokenizer, query_text(record["question"], record["answer_prefix"])))
     with torch.no_grad():
         logits = tail_logits(unmerged.model, context, tail, len(compressor.gist_ids), torch.float32,
-                             use_gist_mask=name == "gist", context_autocast=compressor.context_autocast)
+                             use_gist_mask=name == "gist", context_autocast=compressor.context_read.autocast)
     if name == "gist":
         method.prepare(record)
     assert method.answer(record, max_new_tokens=1).token_ids[:1] == [int(logits[-1].argmax())]

@@ -59,8 +59,12 @@ def test_interrupted_training_resumes_from_the_last_checkpoint(tiny_base, tmp_pa
     second = train_compressor(*args, tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m")
     assert second["resumed_from"] == "checkpoint-2" and second["steps"] == 4
     # the resumed run reports the whole training time, not just its own session
-    first_s = json.loads((tmp_path / "ckpt/checkpoint-2/gistkv_elapsed.json").read_text())["train_s"]
-    assert second["train_wall_s"] >= first_s > 0 and second["train_wall_s_source"] == "measured"
+    first = json.loads((tmp_path / "ckpt/checkpoint-2/gistkv_elapsed.json").read_text())
+    assert second["train_wall_s"] >= first["train_s"] > 0 and second["train_wall_s_source"] == "measured"
+    # and its held-out checks (steps 0, 2 and 4 here), summed over both sessions, as a part of that time
+    assert 0 < first["checks_s"] < second["held_out_checks_s"] < second["train_wall_s"]
+    assert second["train_wall_s_without_checks"] == pytest.approx(second["train_wall_s"] - second["held_out_checks_s"],
+                                                                  abs=0.11)
     # the held-out accuracy curve keeps the points measured before the interruption
     accuracy = curve(second["history"], "val_accuracy")
     assert [step for step, _ in accuracy] == [0, 2, 4] and all(0 <= value <= 1 for _, value in accuracy)
@@ -98,8 +102,8 @@ def test_training_time_of_an_old_checkpoint_is_estimated_from_its_logs(tmp_path)
     runtimes = [1.0, 2.0, 3.0, 0.5, 1.5]          # a second session started after 3.0 s
     (checkpoint / "trainer_state.json").write_text(json.dumps({"log_history": [
         {"step": 10 * (i + 1), "loss": 1.0, "train_runtime": value} for i, value in enumerate(runtimes)]}))
-    assert seconds_before(str(checkpoint)) == (4.5, "estimated from logged runtimes")
-    assert seconds_before(None) == (0.0, "measured")
+    assert seconds_before(str(checkpoint)) == (4.5, 0.0, "estimated from logged runtimes")
+    assert seconds_before(None) == (0.0, 0.0, "measured")
 
 
 def test_later_switches_join_the_checkpoint_fingerprint_only_when_on():
