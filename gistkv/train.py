@@ -158,20 +158,22 @@ def sort_adapter_config(path: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def seconds_before(checkpoint: str | None) -> tuple[float, float, str]:
+def seconds_before(checkpoint: str | None) -> tuple[float, float | None, str]:
     """Seconds spent before resuming from ``checkpoint`` — in all, and of those in held-out checks —
     and how they are known.
 
     Exact from the checkpoint's own record; for a checkpoint without one, estimated from the
     ``train_runtime`` each earlier session logged (its last value per session; the steps after a
-    session's last log are missing from the estimate; checks unknown, counted as 0).
+    session's last log are missing from the estimate). The checks' share is None where the
+    checkpoint did not record it (written before it was measured).
     """
     if checkpoint is None:
         return 0.0, 0.0, "measured"
     record = Path(checkpoint) / ELAPSED
     if record.exists():
         elapsed = json.loads(record.read_text())
-        return float(elapsed["train_s"]), float(elapsed.get("checks_s", 0.0)), "measured"
+        checks_s = elapsed.get("checks_s")
+        return float(elapsed["train_s"]), None if checks_s is None else float(checks_s), "measured"
     state = Path(checkpoint) / "trainer_state.json"
     history = json.loads(state.read_text())["log_history"] if state.exists() else []
     total, last = 0.0, None
@@ -181,7 +183,7 @@ def seconds_before(checkpoint: str | None) -> tuple[float, float, str]:
         runtime = float(entry["train_runtime"])
         total += runtime - last if last is not None and runtime >= last else runtime   # a drop = a new session
         last = runtime
-    return total, 0.0, "estimated from logged runtimes"
+    return total, None, "estimated from logged runtimes"
 
 
 def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
@@ -252,9 +254,10 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
     class StopAfter(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:     # so a resumed run reports the whole training time
-                write_json(checkpoint_dir / f"checkpoint-{state.global_step}" / ELAPSED,
-                           {"train_s": round(before_s + time.perf_counter() - start, 3),
-                            "checks_s": round(checks_before_s + trainer.checks_s, 3)})
+                elapsed = {"train_s": round(before_s + time.perf_counter() - start, 3)}
+                if checks_before_s is not None:
+                    elapsed["checks_s"] = round(checks_before_s + trainer.checks_s, 3)
+                write_json(checkpoint_dir / f"checkpoint-{state.global_step}" / ELAPSED, elapsed)
             if stop_after_steps is not None and state.global_step >= stop_after_steps:
                 control.should_training_stop = True
 
@@ -275,7 +278,7 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
     initial_eval = json.loads(initial_path.read_text())["eval_loss"] if initial_path.exists() else float("nan")
     trainer.train(resume_from_checkpoint=resume_from)
     wall_s = before_s + time.perf_counter() - start
-    checks_s = checks_before_s + trainer.checks_s
+    checks_s = None if checks_before_s is None else checks_before_s + trainer.checks_s
     if stop_after_steps is not None and trainer.state.global_step < params.max_steps:
         return {"stopped_at_step": trainer.state.global_step}
     evaluated = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
@@ -307,7 +310,9 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
             "eval_loss_final": round(float(final_eval), 4), "steps": trainer.state.global_step,
             "train_wall_s": round(wall_s, 1), "train_wall_s_source": wall_source, "train_tokens_seen": tokens_seen,
             # of train_wall_s: the held-out loss/accuracy checks every eval_steps, and the rest (the training itself)
-            "held_out_checks_s": round(checks_s, 1), "train_wall_s_without_checks": round(wall_s - checks_s, 1),
+            # (null when resumed from a checkpoint that did not record its checks)
+            "held_out_checks_s": None if checks_s is None else round(checks_s, 1),
+            "train_wall_s_without_checks": None if checks_s is None else round(wall_s - checks_s, 1),
             "train_tokens_per_s": round(tokens_seen / wall_s, 1) if wall_s > 0 else 0.0,
             "device": base.info["device"], "dtype": base.info["dtype"], "quantization": base.info["quantization"],
             "num_processes": params.num_processes, "torch_threads": torch.get_num_threads(),
