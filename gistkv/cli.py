@@ -15,10 +15,11 @@ from pathlib import Path
 import typer
 
 from gistkv.errors import GistkvError
+from gistkv.stage import keep_hub_offline
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+keep_hub_offline()
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

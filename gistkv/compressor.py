@@ -45,13 +45,21 @@ class ContextRead:
     encoder: str = "adapted"
     autocast: str = "none"
 
+    def unknown_value(self) -> tuple[str, str, str] | None:
+        """(field, value, allowed values) of the first field outside its allowed values, else None;
+        params.yaml and compressor.json each word their own error from it."""
+        for key, value, allowed in (("context_encoder", self.encoder, CONTEXT_ENCODERS),
+                                    ("context_autocast", self.autocast, CONTEXT_AUTOCASTS)):
+            if value not in allowed:
+                return key, value, ", ".join(allowed)
+        return None
+
     @classmethod
     def from_meta(cls, meta: dict, where: Path) -> "ContextRead":
         read = cls(meta.get("context_encoder", cls.encoder), meta.get("context_autocast", cls.autocast))
-        for key, value, allowed in (("context_encoder", read.encoder, CONTEXT_ENCODERS),
-                                    ("context_autocast", read.autocast, CONTEXT_AUTOCASTS)):
-            if value not in allowed:
-                raise GistkvError(f"{where}: {key} {value!r} is not one of {', '.join(allowed)}.")
+        if unknown := read.unknown_value():
+            key, value, allowed = unknown
+            raise GistkvError(f"{where}: {key} {value!r} is not one of {allowed}.")
         return read
 
 
@@ -80,8 +88,8 @@ class Compressor:
     meta: dict
     device: str
     context_read: ContextRead = ContextRead()
-    # With context_encoder "base": the unmodified base weights, so ``model`` can be the merged (fast)
-    # adapter. None: ``model`` is an unmerged peft model whose adapter is switched off for the context.
+    # With context_read.encoder "base": the unmodified base weights, so ``model`` can be the merged
+    # (fast) adapter. None: ``model`` is an unmerged peft model whose adapter is switched off for the context.
     context_model: object = None
 
     @property

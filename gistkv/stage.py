@@ -17,11 +17,21 @@ from typing import Iterator
 from gistkv.errors import GistkvError
 
 
+def keep_hub_offline() -> None:
+    """HF_HUB_OFFLINE=1 unless the caller chose otherwise: nothing in the pipeline may reach a hub by
+    accident. huggingface_hub reads the variable once, when it is imported, and a stage may already
+    have imported it (through transformers), so its constant follows the variable too."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = os.environ["HF_HUB_OFFLINE"].upper() in {"1", "ON", "YES", "TRUE"}
+
+
 @contextlib.contextmanager
 def stage_errors() -> Iterator[None]:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")        # nothing in the pipeline may reach a hub by accident
+    keep_hub_offline()
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb
     try:
         yield

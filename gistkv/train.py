@@ -24,8 +24,7 @@ from typing import Any
 
 import torch
 
-from gistkv.compressor import (ADAPTER_DIR, COMPRESSOR_META, CONTEXT_AUTOCASTS, CONTEXT_ENCODERS, POSITION_SCHEME,
-                               ContextRead, model_shape)
+from gistkv.compressor import ADAPTER_DIR, COMPRESSOR_META, POSITION_SCHEME, ContextRead, model_shape
 from gistkv.errors import GistkvError
 from gistkv.gist import GistCollator, add_gist_tokens
 from gistkv.io import write_json
@@ -81,10 +80,9 @@ class TrainParams:
         require(self.learning_rate > 0, f"{where}.learning_rate", "must be positive.")
         require(bool(self.target_modules), f"{where}.target_modules", "must name at least one module.")
         require(self.num_processes >= 1, f"{where}.num_processes", "must be >= 1.")
-        require(self.context_encoder in CONTEXT_ENCODERS, f"{where}.context_encoder",
-                f"must be one of {', '.join(CONTEXT_ENCODERS)}, got {self.context_encoder!r}.")
-        require(self.context_autocast in CONTEXT_AUTOCASTS, f"{where}.context_autocast",
-                f"must be one of {', '.join(CONTEXT_AUTOCASTS)}, got {self.context_autocast!r}.")
+        if unknown := self.context_read.unknown_value():
+            key, value, allowed = unknown
+            raise GistkvError(f"{where}.{key}: must be one of {allowed}, got {value!r}.")
         # The adapted encoder reads context and gist in one pass: there is no separate context read to cast.
         require(self.context_autocast == "none" or self.context_encoder == "base", f"{where}.context_autocast",
                 f"{self.context_autocast!r} needs context_encoder: base, got {self.context_encoder!r}.")
