@@ -32,6 +32,7 @@ NOISE = {
 DESCRIPTIONS = {
     "pydoc": "Python standard library pydoc_data.topics (English reference prose)",
     "pystdlib": "docstrings of the Python standard library (English API prose)",
+    "pystdlib_numbers": "the standard library docstrings richest in numbers (>= 4 per 1,000 characters of prose)",
     "sklearn_descr": "scikit-learn sklearn/datasets/descr/*.rst (English dataset descriptions)",
     "kolaw": "konlpy data/corpus/kolaw (Korean constitution)",
     "kobill": "konlpy data/corpus/kobill (Korean National Assembly bills)",
@@ -62,6 +63,8 @@ def raw_documents(source: str) -> list[str]:
         return [topics[key] for key in sorted(topics)]
     if source == "pystdlib":
         return stdlib_docstrings()
+    if source == "pystdlib_numbers":
+        return [document for document in stdlib_docstrings() if is_number_rich(document)]
     if source == "sklearn_descr":
         folder = package_dir("sklearn") / "datasets" / "descr"
         return [path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.rst"))]
@@ -92,6 +95,21 @@ def stdlib_docstrings() -> list[str]:
                 if docstring:
                     documents.append(docstring)
     return documents
+
+
+# Numbers per 1,000 characters of a document's kept prose. The English eval's unseen text (dataset
+# descriptions, ~5.6) holds about three times as many as the training prose (pydoc, pystdlib: ~2),
+# and that is where gist's wrong pass keys were: digits of nearby numbers taken into the key.
+NUMBER_RICH = 4.0
+
+
+def numbers_per_1k_chars(text: str) -> float:
+    return 1000 * len(re.findall(r"\d+", text)) / max(len(text), 1)
+
+
+def is_number_rich(document: str, min_prose_chars: int = 200) -> bool:
+    prose = " ".join(split_sentences(document))
+    return len(prose) >= min_prose_chars and numbers_per_1k_chars(prose) >= NUMBER_RICH
 
 
 def split_sentences(document: str) -> list[str]:

@@ -4,7 +4,7 @@ import re
 import pytest
 
 from gistkv.errors import GistkvError
-from gistkv.haystack import NOISE, load_sentences
+from gistkv.haystack import NOISE, load_sentences, numbers_per_1k_chars
 from gistkv.niah import NiahParams, generate, sentence_pools
 from gistkv.params import from_mapping, read_params
 
@@ -113,3 +113,15 @@ def test_stdlib_docstrings_are_prose():
     sentences = load_sentences("pystdlib")
     assert "Return the system identifier for the current event." in sentences
     assert not any(">>>" in sentence or re.search(r"\d{4,}", sentence) for sentence in sentences)
+
+
+def test_number_rich_stdlib_prose_is_as_dense_in_numbers_as_the_unseen_eval_text():
+    """pystdlib_numbers: a training text whose numbers crowd a needle the way the English eval's
+    unseen dataset descriptions do, without using that text."""
+    def density(source: str) -> float:
+        return numbers_per_1k_chars(" ".join(load_sentences(source)))
+
+    rich = load_sentences("pystdlib_numbers")
+    assert set(rich) <= set(load_sentences("pystdlib")) and len(" ".join(rich)) > 100_000
+    assert density("pystdlib_numbers") > 3 * density("pystdlib")
+    assert density("pystdlib_numbers") > density("sklearn_descr")
