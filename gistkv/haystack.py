@@ -62,7 +62,7 @@ def raw_documents(source: str) -> list[str]:
 
         return [topics[key] for key in sorted(topics)]
     if source == "pystdlib":
-        return stdlib_docstrings()
+        return list(stdlib_docstrings())
     if source == "pystdlib_numbers":
         return [document for document in stdlib_docstrings() if is_number_rich(document)]
     if source == "sklearn_descr":
@@ -74,7 +74,8 @@ def raw_documents(source: str) -> list[str]:
     raise GistkvError(f"haystack source '{source}' unknown (known: {', '.join(SOURCES)}).")
 
 
-def stdlib_docstrings() -> list[str]:
+@lru_cache(maxsize=None)   # parsed once per process: pystdlib and pystdlib_numbers both read it
+def stdlib_docstrings() -> tuple[str, ...]:
     """Module, class and function docstrings of the running Python's standard library, in file order.
 
     Parsed with ``ast`` (importing would run code: ``antigravity`` opens a browser). Like
@@ -94,7 +95,7 @@ def stdlib_docstrings() -> list[str]:
                 docstring = ast.get_docstring(node)
                 if docstring:
                     documents.append(docstring)
-    return documents
+    return tuple(documents)
 
 
 # Numbers per 1,000 characters of a document's kept prose. The English eval's unseen text (dataset
