@@ -21,7 +21,8 @@ import torch
 from gistkv.decode import model_dtype
 from gistkv.errors import GistkvError
 from gistkv.gist import add_gist_tokens
-from gistkv.model import load_base, sha256_file
+from gistkv.io import sha256_file
+from gistkv.model import load_base
 
 COMPRESSOR_META = "compressor.json"
 ADAPTER_DIR = "adapter"

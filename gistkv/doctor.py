@@ -10,7 +10,8 @@ import platform
 import sys
 from pathlib import Path
 
-from gistkv.model import BASE_META, read_base_meta, sha256_file
+from gistkv.io import sha256_file
+from gistkv.model import BASE_META, read_base_meta
 
 
 def version(package: str) -> str:

@@ -137,7 +137,8 @@ def is_number_rich(document: str, min_prose_chars: int = 200) -> bool:
     return len(prose) >= min_prose_chars and numbers_per_1k_chars(prose) >= NUMBER_RICH
 
 
-def split_sentences(document: str) -> list[str]:
+@lru_cache(maxsize=None)  # pystdlib_numbers splits a docstring to test it, then again to use it
+def split_sentences(document: str) -> tuple[str, ...]:
     lines = [line for line in document.splitlines() if not _RST_NOISE.match(line)]
     sentences = []
     for piece in _SENTENCE_END.split("\n".join(lines)):
@@ -147,7 +148,7 @@ def split_sentences(document: str) -> list[str]:
         if (len(sentence.split()) >= 4 and ">>>" not in sentence and not _CODE.search(sentence)
                 and not re.search(r"\d{4,}", sentence)):
             sentences.append(sentence)
-    return sentences
+    return tuple(sentences)
 
 
 @lru_cache(maxsize=None)

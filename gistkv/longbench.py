@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gistkv.errors import GistkvError
-from gistkv.io import atomic_path, write_json, write_jsonl
-from gistkv.model import sha256_file
+from gistkv.io import atomic_path, sha256_file, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 FIELDS = ("input", "context", "answers", "length", "dataset", "language", "all_classes", "_id")

@@ -24,7 +24,7 @@ def keep_hub_offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:
-        constants.HF_HUB_OFFLINE = os.environ["HF_HUB_OFFLINE"].upper() in {"1", "ON", "YES", "TRUE"}
+        constants.HF_HUB_OFFLINE = os.environ["HF_HUB_OFFLINE"].upper() in constants.ENV_VARS_TRUE_VALUES
 
 
 @contextlib.contextmanager
