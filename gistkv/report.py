@@ -42,6 +42,14 @@ def training_time(train: dict) -> str:
     return f"{train.get('train_wall_s', '?')} s" + (f", of which held-out checks {checks} s" if checks is not None else "")
 
 
+def training_seed(train: dict) -> str:
+    """"seed 1045 (seed 45 restarted: on the loss plateau at the check, loss 1.328)": which attempt trained."""
+    restarts = train.get("plateau_restarts") or []
+    given_up = ", ".join(f"seed {entry['seed']} restarted: on the loss plateau at the check, loss {entry['loss']:.3f}"
+                         for entry in restarts)
+    return f"seed {train.get('seed', '?')}" + (f" ({given_up})" if given_up else "")
+
+
 def load_eval_metrics(metrics_dir: Path) -> dict[tuple[str, str], dict]:
     found = {}
     for path in sorted((metrics_dir / "eval").glob("*.json")):
@@ -191,7 +199,7 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
              f"- model: `{params['model']['source']}` (dtype {train.get('dtype', '?')}, quantization "
              f"{train.get('quantization', '?')}, device {train.get('device', '?')})",
              f"- gist tokens: {params['gist']['num_tokens']}; training steps: {train.get('steps', '?')} "
-             f"({training_time(train)}; {train.get('train_tokens_per_s', '?')} tokens/s); "
+             f"({training_time(train)}; {train.get('train_tokens_per_s', '?')} tokens/s; {training_seed(train)}); "
              f"eval loss {train.get('eval_loss_initial', '?')} → {train.get('eval_loss_final', '?')}",
              *([f"- plain-LoRA control (no gist mask): {control.get('steps', '?')} steps ({training_time(control)}); "
                 f"eval loss {control.get('eval_loss_initial', '?')} → {control.get('eval_loss_final', '?')}"] if control else []),

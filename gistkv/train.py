@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from gistkv import plateau
 from gistkv.compressor import ADAPTER_DIR, COMPRESSOR_META, POSITION_SCHEME, ContextRead, model_shape
 from gistkv.errors import GistkvError
 from gistkv.gist import GistCollator, add_gist_tokens
@@ -73,6 +74,10 @@ class TrainParams:
     answer_position_probes: bool = False   # also ask, from the same gist, for each answer character by position
     use_gist_mask: bool = True   # False = the plain-LoRA control (stages/train_gist.py --control)
     context_autocast: str = "none"   # "bfloat16": the base model reads the context under autocast (context_encoder base)
+    plateau_check_step: int = 0      # restart a run still on the loss plateau at this step (0 = never; gistkv.plateau)
+    plateau_loss: float = 1.2        # ... i.e. whose mean training loss over the window ending there is above this
+    plateau_window: int = 50
+    plateau_restarts: int = 2        # at most this many restarts; the last attempt trains on whatever it reaches
 
     def validate(self, where: str) -> None:
         require(self.max_steps > 0, f"{where}.max_steps", "must be positive.")
@@ -80,6 +85,13 @@ class TrainParams:
         require(self.learning_rate > 0, f"{where}.learning_rate", "must be positive.")
         require(bool(self.target_modules), f"{where}.target_modules", "must name at least one module.")
         require(self.num_processes >= 1, f"{where}.num_processes", "must be >= 1.")
+        require(0 <= self.plateau_check_step < self.max_steps, f"{where}.plateau_check_step",
+                f"must be 0 (off) or a step before max_steps={self.max_steps}, got {self.plateau_check_step}.")
+        require(self.plateau_check_step % self.logging_steps == 0, f"{where}.plateau_check_step",
+                f"must be a multiple of logging_steps={self.logging_steps} (the check reads logged losses).")
+        require(self.plateau_window >= self.logging_steps, f"{where}.plateau_window",
+                f"must cover at least one logged loss (logging_steps={self.logging_steps}).")
+        require(self.plateau_restarts >= 0, f"{where}.plateau_restarts", "must be >= 0.")
         if unknown := self.context_read.unknown_value():
             key, value, allowed = unknown
             raise GistkvError(f"{where}.{key}: must be one of {allowed}, got {value!r}.")
@@ -115,15 +127,20 @@ def tokenize_records(records: list[dict], tokenizer, probes: bool = False) -> li
 
 # Switches added after the first recipe, with their "off" value.
 LATER_SWITCHES = {"answer_position_probes": False, "context_autocast": "none"}
+# The plateau guard's settings: its decisions are re-made from the logged losses on resume (gistkv.plateau).
+PLATEAU_FIELDS = ("plateau_check_step", "plateau_loss", "plateau_window", "plateau_restarts")
 
 
 def recipe_fingerprint_fields(params: TrainParams) -> dict:
     """The training params that define a run for checkpoint reuse. Switches added later are left
-    out while off, so checkpoints of the recipe they extend stay valid."""
+    out while off, so checkpoints of the recipe they extend stay valid; the plateau guard is left
+    out always, because resuming re-checks what it decided."""
     fields = dataclasses.asdict(params)
     for name, off in LATER_SWITCHES.items():
         if fields[name] == off:
             del fields[name]
+    for name in PLATEAU_FIELDS:
+        del fields[name]
     return fields
 
 
@@ -198,18 +215,32 @@ def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
     return get_peft_model(model, config)
 
 
+@dataclass
+class Attempt:
+    """One seed's training run, as far as it went."""
+    trainer: Any
+    model: Any
+    tokenizer: Any
+    gist_ids: list[int]
+    held_out: Any
+    live: Any
+    initial_eval: float
+    resumed_from: str
+    wall_s: float            # this attempt's seconds, over all sessions
+    checks_s: float | None   # of those, in held-out checks (None: a resumed checkpoint did not record them)
+    wall_source: str
+    stuck: float | None = None   # the plateau loss that gave this attempt up; None = it trained on
+
+
 def train_compressor(base_dir: str | Path, train_records: list[dict], gist: GistParams, params: TrainParams,
                      out_dir: str | Path, checkpoint_dir: str | Path, metrics_dir: str | Path,
                      stop_after_steps: int | None = None) -> dict:
     """Train and save ``out_dir`` (adapter + tokenizer + compressor.json); returns training metrics.
 
-    ``stop_after_steps`` ends the run early (as if killed) after saving that step's checkpoint;
-    tests use it to check that a re-run resumes.
+    A run still on the loss plateau at ``params.plateau_check_step`` starts again with another
+    seed (``gistkv.plateau``). ``stop_after_steps`` ends the run early (as if killed) after saving
+    that step's checkpoint; tests use it to check that a re-run resumes.
     """
-    from dvclive import Live
-    from transformers import TrainerCallback, TrainingArguments
-    from transformers.integrations import DVCLiveCallback
-
     from gistkv.stage import seed_everything
 
     seed_everything(params.seed)
@@ -218,6 +249,88 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
         raise GistkvError(f"train: {len(train_records)} training records but train.validation_samples="
                           f"{params.validation_samples}; generate more (niah.splits.train.samples).")
     base = load_base(base_dir)
+    resume_from = prepare_checkpoints(checkpoint_dir, fingerprint(
+        recipe_fingerprint_fields(params), dataclasses.asdict(gist), read_base_meta(base_dir), base.info,
+        hashlib.sha256(json.dumps(train_records, sort_keys=True).encode()).hexdigest()))
+    restarts = plateau.read_restarts(checkpoint_dir, params)
+    if restarts is None:
+        log.info("checkpoints in %s come from restarts these plateau settings would not make; starting clean",
+                 checkpoint_dir)
+        plateau.drop_checkpoints(checkpoint_dir)
+        restarts, resume_from = [], None
+    while True:
+        seed = plateau.attempt_seed(params.seed, len(restarts))
+        if restarts:    # a new LoRA init; the first attempt trains the model loaded above, as before the guard
+            seed_everything(seed)
+            base = load_base(base_dir)
+        run = train_attempt(base, train_records, gist, dataclasses.replace(params, seed=seed), checkpoint_dir,
+                            metrics_dir, resume_from, stop_after_steps, armed=len(restarts) < params.plateau_restarts)
+        if run.stuck is None:
+            break
+        log.warning("seed %d is on the loss plateau at step %d (%.3f > %s): restarting with seed %d", seed,
+                    params.plateau_check_step, run.stuck, params.plateau_loss, plateau.attempt_seed(params.seed,
+                                                                                                len(restarts) + 1))
+        restarts = plateau.record_restart(checkpoint_dir, restarts, {
+            "seed": seed, "check_step": params.plateau_check_step, "window": params.plateau_window,
+            "loss": run.stuck, "train_s": round(run.wall_s, 3),
+            "checks_s": None if run.checks_s is None else round(run.checks_s, 3)})
+        resume_from = None
+
+    trainer, model, tokenizer = run.trainer, run.model, run.tokenizer
+    if stop_after_steps is not None and trainer.state.global_step < params.max_steps:
+        return {"stopped_at_step": trainer.state.global_step}
+    evaluated = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    last_step_evaluated = evaluated and evaluated[-1]["step"] == trainer.state.global_step
+    final_eval = evaluated[-1]["eval_loss"] if last_step_evaluated else trainer.evaluate()["eval_loss"]
+    run.live.end()
+    if not trainer.is_world_process_zero():
+        return {}
+    # Given-up attempts count: their time is part of what training this compressor cost.
+    wall_s = sum(entry["train_s"] for entry in restarts) + run.wall_s
+    earlier_checks = [entry["checks_s"] for entry in restarts]
+    checks_s = None if run.checks_s is None or None in earlier_checks else sum(earlier_checks) + run.checks_s
+
+    history = [{"step": 0, "eval_loss": run.initial_eval}] + list(trainer.state.log_history) + run.held_out.curve
+    tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The gist rows travel as trainable-token deltas; never dump the whole (resized) embedding matrix.
+    model.save_pretrained(str(out_dir / ADAPTER_DIR), save_embedding_layers=False)
+    sort_adapter_config(out_dir / ADAPTER_DIR / "adapter_config.json")
+    tokenizer.save_pretrained(str(out_dir))
+    write_json(out_dir / COMPRESSOR_META, {
+        "base_model": base.info["model_id"], "base_weights_sha256": base.info["weights_sha256"],
+        "base_dir": str(base_dir), "num_gist_tokens": gist.num_tokens, "gist_token_ids": run.gist_ids,
+        "position_scheme": POSITION_SCHEME, "dtype": base.info["dtype"], "device": base.info["device"],
+        "quantization": base.info["quantization"], "use_gist_mask": params.use_gist_mask,
+        "context_encoder": params.context_encoder, "context_autocast": params.context_autocast,
+        "lora": {"r": params.lora_r, "alpha": params.lora_alpha, "target_modules": list(params.target_modules)},
+        **model_shape(model.config)})
+    # Mean of the logged losses rather than Trainer's own average, which covers only this session.
+    losses = [value for _, value in curve(history, "loss")]
+    return {"train_loss": round(sum(losses) / len(losses), 4) if losses else float("nan"),
+            "eval_loss_initial": round(float(run.initial_eval), 4),
+            "eval_loss_final": round(float(final_eval), 4), "steps": trainer.state.global_step,
+            "seed": seed,    # the attempt that trained: train.seed unless the plateau guard restarted
+            "plateau_restarts": [{key: entry[key] for key in ("seed", "loss", "train_s")} for entry in restarts],
+            "train_wall_s": round(wall_s, 1), "train_wall_s_source": run.wall_source, "train_tokens_seen": tokens_seen,
+            # of train_wall_s: the held-out loss/accuracy checks every eval_steps, and the rest (the training itself)
+            # (null when resumed from a checkpoint that did not record its checks)
+            "held_out_checks_s": None if checks_s is None else round(checks_s, 1),
+            "train_wall_s_without_checks": None if checks_s is None else round(wall_s - checks_s, 1),
+            "train_tokens_per_s": round(tokens_seen / run.wall_s, 1) if run.wall_s > 0 else 0.0,
+            "device": base.info["device"], "dtype": base.info["dtype"], "quantization": base.info["quantization"],
+            "num_processes": params.num_processes, "torch_threads": torch.get_num_threads(),
+            "resumed_from": run.resumed_from, "history": history}
+
+
+def train_attempt(base, train_records: list[dict], gist: GistParams, params: TrainParams, checkpoint_dir: Path,
+                  metrics_dir: Path, resume_from: str | None, stop_after_steps: int | None, armed: bool) -> Attempt:
+    """Train one seed (``params.seed``) from ``resume_from`` or from scratch; with ``armed``, stop
+    early if it is still on the loss plateau at the check step (also when resuming past it)."""
+    from dvclive import Live
+    from transformers import TrainerCallback, TrainingArguments
+    from transformers.integrations import DVCLiveCallback
+
     model, tokenizer = base.model, base.tokenizer
     gist_ids = add_gist_tokens(tokenizer, model, gist.num_tokens)
     quantized = base.info["quantization"] == "nf4"
@@ -231,10 +344,6 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
     if params.curriculum:
         # Short contexts first: the copy-through-the-gist skill is learned where it is easy, then stretched.
         training = sorted(training, key=lambda example: len(example["context_ids"]))
-    base_meta = read_base_meta(base_dir)
-    resume_from = prepare_checkpoints(checkpoint_dir, fingerprint(
-        recipe_fingerprint_fields(params), dataclasses.asdict(gist), base_meta, base.info,
-        hashlib.sha256(json.dumps(train_records, sort_keys=True).encode()).hexdigest()))
 
     on_cuda = base.info["device"] == "cuda"
     args = TrainingArguments(
@@ -263,58 +372,34 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
                 report=None)
     held_out = make_held_out_accuracy(train_records[: params.validation_samples], tokenizer, gist_ids,
                                       params.use_gist_mask, params.context_read, resume_from)
+    guard = plateau.make_plateau_check(params, armed)
     trainer = make_gist_trainer()(
         model=model, args=args, train_dataset=training, eval_dataset=validation,
         data_collator=GistCollator(gist_ids, tokenizer.pad_token_id, dtype, params.use_gist_mask),
-        callbacks=[DVCLiveCallback(live=live), StopAfter(), held_out], num_gist=len(gist_ids), dtype=dtype,
+        callbacks=[DVCLiveCallback(live=live), StopAfter(), held_out, guard], num_gist=len(gist_ids), dtype=dtype,
         use_gist_mask=params.use_gist_mask, context_read=params.context_read, curriculum=params.curriculum)
     before_s, checks_before_s, wall_source = seconds_before(resume_from)
+    run = Attempt(trainer, model, tokenizer, gist_ids, held_out, live, float("nan"),
+                  Path(resume_from).name if resume_from else "", before_s, checks_before_s, wall_source)
+    if armed and resume_from is not None:   # resuming past the check: re-make the decision from the logged losses
+        state = json.loads((Path(resume_from) / "trainer_state.json").read_text())
+        if state["global_step"] >= params.plateau_check_step:
+            run.stuck = plateau.stuck_loss(state["log_history"], params)
+            if run.stuck is not None:
+                live.end()
+                return run
     start = time.perf_counter()
     initial_path = checkpoint_dir / "initial_eval.json"
     if resume_from is None:
         write_json(initial_path, {"eval_loss": trainer.evaluate()["eval_loss"]})
-    initial_eval = json.loads(initial_path.read_text())["eval_loss"] if initial_path.exists() else float("nan")
+    run.initial_eval = json.loads(initial_path.read_text())["eval_loss"] if initial_path.exists() else float("nan")
     trainer.train(resume_from_checkpoint=resume_from)
-    wall_s = before_s + time.perf_counter() - start
-    checks_s = None if checks_before_s is None else checks_before_s + trainer.checks_s
-    if stop_after_steps is not None and trainer.state.global_step < params.max_steps:
-        return {"stopped_at_step": trainer.state.global_step}
-    evaluated = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
-    last_step_evaluated = evaluated and evaluated[-1]["step"] == trainer.state.global_step
-    final_eval = evaluated[-1]["eval_loss"] if last_step_evaluated else trainer.evaluate()["eval_loss"]
-    live.end()
-    if not trainer.is_world_process_zero():
-        return {}
-
-    history = [{"step": 0, "eval_loss": initial_eval}] + list(trainer.state.log_history) + held_out.curve
-    tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # The gist rows travel as trainable-token deltas; never dump the whole (resized) embedding matrix.
-    model.save_pretrained(str(out_dir / ADAPTER_DIR), save_embedding_layers=False)
-    sort_adapter_config(out_dir / ADAPTER_DIR / "adapter_config.json")
-    tokenizer.save_pretrained(str(out_dir))
-    write_json(out_dir / COMPRESSOR_META, {
-        "base_model": base.info["model_id"], "base_weights_sha256": base.info["weights_sha256"],
-        "base_dir": str(base_dir), "num_gist_tokens": gist.num_tokens, "gist_token_ids": gist_ids,
-        "position_scheme": POSITION_SCHEME, "dtype": base.info["dtype"], "device": base.info["device"],
-        "quantization": base.info["quantization"], "use_gist_mask": params.use_gist_mask,
-        "context_encoder": params.context_encoder, "context_autocast": params.context_autocast,
-        "lora": {"r": params.lora_r, "alpha": params.lora_alpha, "target_modules": list(params.target_modules)},
-        **model_shape(model.config)})
-    # Mean of the logged losses rather than Trainer's own average, which covers only this session.
-    losses = [value for _, value in curve(history, "loss")]
-    return {"train_loss": round(sum(losses) / len(losses), 4) if losses else float("nan"),
-            "eval_loss_initial": round(float(initial_eval), 4),
-            "eval_loss_final": round(float(final_eval), 4), "steps": trainer.state.global_step,
-            "train_wall_s": round(wall_s, 1), "train_wall_s_source": wall_source, "train_tokens_seen": tokens_seen,
-            # of train_wall_s: the held-out loss/accuracy checks every eval_steps, and the rest (the training itself)
-            # (null when resumed from a checkpoint that did not record its checks)
-            "held_out_checks_s": None if checks_s is None else round(checks_s, 1),
-            "train_wall_s_without_checks": None if checks_s is None else round(wall_s - checks_s, 1),
-            "train_tokens_per_s": round(tokens_seen / wall_s, 1) if wall_s > 0 else 0.0,
-            "device": base.info["device"], "dtype": base.info["dtype"], "quantization": base.info["quantization"],
-            "num_processes": params.num_processes, "torch_threads": torch.get_num_threads(),
-            "resumed_from": Path(resume_from).name if resume_from else "", "history": history}
+    run.wall_s = before_s + time.perf_counter() - start
+    run.checks_s = None if checks_before_s is None else checks_before_s + trainer.checks_s
+    run.stuck = guard.stuck
+    if run.stuck is not None:
+        live.end()
+    return run
 
 
 def curve(history: list[dict], key: str) -> list[tuple[int, float]]:

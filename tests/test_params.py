@@ -59,8 +59,12 @@ def test_optional_train_keys_default_and_are_checked():
     ({"context_autocast": "float8"}, "train.context_autocast: must be one of none, bfloat16"),
     ({"context_autocast": "bfloat16", "context_encoder": "adapted"},
      "train.context_autocast: 'bfloat16' needs context_encoder: base"),
+    ({"plateau_check_step": 5000}, "train.plateau_check_step: must be 0 \\(off\\) or a step before max_steps"),
+    ({"plateau_check_step": 405}, "train.plateau_check_step: must be a multiple of logging_steps=10"),
+    ({"plateau_window": 5}, "train.plateau_window: must cover at least one logged loss"),
+    ({"plateau_restarts": -1}, "train.plateau_restarts: must be >= 0"),
 ])
-def test_context_autocast_is_checked(change, message):
+def test_train_switches_are_checked(change, message):
     from gistkv.train import TrainParams
 
     mapping = {**dataclasses.asdict(load_section("params.yaml", "train", TrainParams)), **change}

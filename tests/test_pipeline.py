@@ -29,7 +29,8 @@ def tiny_profile(params: dict, model_dir: Path) -> dict:
     params["niah"]["splits"]["eval"].update(samples=4, context_lengths=[256, 320], num_depths=2, num_distractors=1)
     params["gist"]["num_tokens"] = 2
     params["train"].update(max_steps=2, validation_samples=2, eval_steps=1, save_steps=1, logging_steps=1,
-                           warmup_steps=0, lora_r=2, lora_alpha=4)
+                           warmup_steps=0, lora_r=2, lora_alpha=4, plateau_check_step=1, plateau_window=1,
+                           plateau_loss=1000.0)   # the check runs (and passes): the DAG's path, not a restart
     params["evaluate"].update(max_new_tokens=3, warmup_samples=0, rag_chunk_tokens=48, rag_chunk_overlap=8)
     return params
 

@@ -55,3 +55,11 @@ def test_report_from_fixture(tmp_path):
             image.verify()
         with Image.open(tmp_path / "report" / name) as image:
             assert image.format == "PNG" and (size is None or image.size == size)
+
+
+def test_the_report_names_the_seed_that_trained_and_the_restarts_before_it():
+    from gistkv.report import training_seed
+
+    assert training_seed({"seed": 42, "plateau_restarts": []}) == "seed 42"
+    restarted = {"seed": 1045, "plateau_restarts": [{"seed": 45, "loss": 1.3281, "train_s": 400.0}]}
+    assert training_seed(restarted) == "seed 1045 (seed 45 restarted: on the loss plateau at the check, loss 1.328)"

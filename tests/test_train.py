@@ -28,7 +28,7 @@ def records(count: int) -> list[dict]:
 def train_params(**change) -> TrainParams:
     values = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))["train"]
     values.update(max_steps=4, save_steps=2, eval_steps=2, logging_steps=1, warmup_steps=0, validation_samples=2,
-                  lora_r=4, lora_alpha=8)
+                  lora_r=4, lora_alpha=8, plateau_check_step=0)
     values.update(change)
     return TrainParams(**values)
 
@@ -115,3 +115,48 @@ def test_later_switches_join_the_checkpoint_fingerprint_only_when_on():
     assert "context_autocast" not in off and "answer_position_probes" not in off
     on = recipe_fingerprint_fields(train_params(context_autocast="bfloat16", answer_position_probes=True))
     assert on["context_autocast"] == "bfloat16" and on["answer_position_probes"] is True
+
+
+def test_plateau_check_reads_the_mean_logged_loss_of_its_window():
+    from gistkv.plateau import stuck_loss, window_loss
+
+    history = [{"step": step, "loss": loss} for step, loss in ((10, 3.0), (20, 1.5), (30, 1.3), (40, 1.1))]
+    history.append({"step": 40, "eval_loss": 9.0})                      # evaluations are not training losses
+    assert window_loss(history, 40, 20) == pytest.approx(1.2) and window_loss(history, 5, 5) is None
+    assert stuck_loss(history, train_params(plateau_check_step=40, plateau_window=20, plateau_loss=1.1)) == \
+        pytest.approx(1.2)
+    assert stuck_loss(history, train_params(plateau_check_step=40, plateau_window=20, plateau_loss=1.25)) is None
+    assert stuck_loss(history, train_params(plateau_check_step=0, plateau_window=20, plateau_loss=0.0)) is None
+
+
+def test_a_run_on_the_plateau_at_the_check_restarts_with_the_next_seed(tiny_base, tmp_path):
+    """plateau_loss -1: every attempt counts as stuck, so the guard restarts until its budget is spent."""
+    args = (tiny_base, records(12), GistParams(num_tokens=2))
+    stuck = train_params(seed=7, plateau_check_step=2, plateau_window=2, plateau_loss=-1.0, plateau_restarts=1)
+    result = train_compressor(*args, stuck, tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m")
+    assert result["seed"] == 1007 and result["steps"] == 4
+    [given_up] = result["plateau_restarts"]
+    assert given_up["seed"] == 7 and given_up["loss"] > 0
+    assert result["train_wall_s"] >= given_up["train_s"] > 0    # the given-up attempt's time is counted
+    assert (tmp_path / "gist/compressor.json").exists()
+    # the last attempt's curves only: one initial point, then the held-out checks at steps 2 and 4
+    assert [step for step, _ in curve(result["history"], "val_accuracy")] == [0, 2, 4]
+
+
+def test_resuming_re_makes_the_plateau_decision_from_the_logged_losses(tiny_base, tmp_path):
+    args = (tiny_base, records(12), GistParams(num_tokens=2))
+    outputs = (tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m")
+    unguarded = train_compressor(*args, train_params(plateau_check_step=0), *outputs)
+    assert unguarded["seed"] == 42 and unguarded["plateau_restarts"] == []
+    # same recipe with the guard on: resumes the finished run, finds it stuck at step 2, restarts
+    guarded = train_params(plateau_check_step=2, plateau_window=2, plateau_loss=-1.0, plateau_restarts=1)
+    restarted = train_compressor(*args, guarded, *outputs)
+    assert restarted["seed"] == 1042 and restarted["resumed_from"] == ""
+    assert [entry["seed"] for entry in restarted["plateau_restarts"]] == [42]
+    # a threshold that would not have restarted seed 42: the recorded restart is void, start clean
+    lenient = train_params(plateau_check_step=2, plateau_window=2, plateau_loss=100.0, plateau_restarts=1)
+    clean = train_compressor(*args, lenient, *outputs)
+    assert clean["seed"] == 42 and clean["plateau_restarts"] == [] and clean["resumed_from"] == ""
+    # and a passing run resumed with the guard on keeps its checkpoint
+    again = train_compressor(*args, lenient, *outputs)
+    assert again["seed"] == 42 and again["resumed_from"] == "checkpoint-4"
