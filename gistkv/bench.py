@@ -2,6 +2,7 @@
 
     gistkv bench-load                      # seconds to load models/base
     gistkv bench-kv --lengths 1024,2048,4096   # artifact vs full KV bytes, compress tokens/s, TTFT ratios
+    gistkv bench-onset --seeds 46,47,48        # does each seed leave the loss plateau by the check step?
 """
 
 from __future__ import annotations
@@ -69,3 +70,37 @@ def kv_benchmark(compressor, lengths: list[int], repeats: int, workdir: Path) ->
                      "ttft_speedup": round(statistics.median(ttft_full) / statistics.median(ttft_gist), 1),
                      "gist_first_token": tokenizer.decode(gist_answer.token_ids)})
     return rows
+
+
+def onset(base_dir: Path, niah_dir: Path, params_path: Path, seeds: list[int], steps: int, workdir: Path,
+          at: list[int] | None = None) -> list[dict]:
+    """Train the first ``steps`` steps of the configured recipe once per seed (the same schedule and
+    data order as the full run, without its held-out checks or the plateau guard) and return the
+    mean training loss over the plateau window ending at each of ``at`` (steps 200, 300, ... up to ``steps``):
+    a cheap screen of how often a recipe starts copying through the gist early (gistkv.plateau)."""
+    import dataclasses
+    import json
+    import shutil
+
+    from gistkv.params import load_section
+    from gistkv.plateau import window_loss
+    from gistkv.train import GistParams, TrainParams, train_compressor, training_records
+
+    gist = load_section(params_path, "gist", GistParams)
+    recipe = load_section(params_path, "train", TrainParams)
+    rows = []
+    for seed in seeds:
+        params = dataclasses.replace(recipe, seed=seed, eval_steps=recipe.max_steps + 1, save_steps=steps,
+                                     plateau_check_step=0)
+        work = workdir / f"onset-{seed}"
+        shutil.rmtree(work, ignore_errors=True)
+        start = time.perf_counter()
+        train_compressor(base_dir, training_records(niah_dir, params), gist, params, work / "out", work / "checkpoints",
+                         work / "metrics", stop_after_steps=steps)
+        history = json.loads((work / "checkpoints" / f"checkpoint-{steps}" / "trainer_state.json").read_text())["log_history"]
+        shutil.rmtree(work)
+        rows.append({"seed": seed, "seconds": round(time.perf_counter() - start, 1),
+                     **{f"loss@{step}": round(window_loss(history, step, recipe.plateau_window), 3)
+                        for step in (at or range(200, steps + 1, 100))}})
+    return rows
+

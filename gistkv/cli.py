@@ -5,6 +5,7 @@
     gistkv ask doc.gist.safetensors "What is the pass key?" --model models/gist
     gistkv inspect doc.gist.safetensors
     gistkv near-misses data/eval/gist_niah_en.jsonl
+    gistkv bench-onset --seeds 46,47,48
 """
 
 from __future__ import annotations
@@ -152,3 +153,18 @@ def bench_kv(model: Path = typer.Option(Path("models/gist")), lengths: str = "10
     typer.echo(f"threads={torch.get_num_threads()} device={compressor.device} gist_tokens={len(compressor.gist_ids)}")
     for row in kv_benchmark(compressor, [int(x) for x in lengths.split(",")], repeats, workdir):
         typer.echo("  ".join(f"{key}={value}" for key, value in row.items()))
+
+
+@app.command("bench-onset")
+def bench_onset(seeds: str = "46,47,48", steps: int = 400, params: Path = Path("params.yaml"),
+                base: Path = Path("models/base"), niah: Path = Path("data/niah"),
+                workdir: Path = typer.Option(Path("/tmp"))) -> None:
+    """First STEPS training steps per seed: the loss over the plateau window at steps 200, 300, ... (~5 min a seed)."""
+    from gistkv.bench import onset
+
+    try:
+        for row in onset(base, niah, params, [int(seed) for seed in seeds.split(",")], steps, workdir):
+            typer.echo("  ".join(f"{key}={value}" for key, value in row.items()))
+    except GistkvError as err:
+        fail(err)
+

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import random
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from gistkv import plateau
 from gistkv.compressor import ADAPTER_DIR, COMPRESSOR_META, POSITION_SCHEME, ContextRead, model_shape
 from gistkv.errors import GistkvError
 from gistkv.gist import GistCollator, add_gist_tokens
-from gistkv.io import write_json
+from gistkv.io import read_jsonl, write_json
 from gistkv.model import load_base, read_base_meta
 from gistkv.params import require
 from gistkv.prompt import answer_text, encode, query_text
@@ -123,6 +124,14 @@ def tokenize_records(records: list[dict], tokenizer, probes: bool = False) -> li
              "query_ids": encode(tokenizer, query_text(record["question"], record["answer_prefix"])),
              "answer_ids": encode(tokenizer, answer_text(record["answer"])) + eos,
              **({"probes": position_probes(record, tokenizer)} if probes else {})} for record in records]
+
+
+def training_records(niah_dir: str | Path, params: TrainParams) -> list[dict]:
+    """The NIAH train splits of ``params.langs``, mixed in the seed's order (its first
+    ``validation_samples`` are held out; with the curriculum the rest is then sorted by length)."""
+    records = [record for lang in params.langs for record in read_jsonl(Path(niah_dir) / lang / "train.jsonl")]
+    random.Random(params.seed).shuffle(records)
+    return records
 
 
 # Switches added after the first recipe, with their "off" value.

@@ -14,7 +14,6 @@ persisted models/gist_checkpoints/ so an interrupted run resumes.
 
 import dataclasses
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -23,11 +22,11 @@ from pathlib import Path
 import typer
 
 from gistkv.gist import CONTEXT, GIST, GistCollator, gist_token_strings
-from gistkv.io import atomic_dir, read_jsonl, write_json, write_text
+from gistkv.io import atomic_dir, write_json, write_text
 from gistkv.params import load_section
 from gistkv.plots import plot_mask
 from gistkv.stage import stage_errors
-from gistkv.train import GistParams, TrainParams, curve, train_compressor
+from gistkv.train import GistParams, TrainParams, curve, train_compressor, training_records
 
 app = typer.Typer(add_completion=False)
 LAUNCHED = "GISTKV_DISTRIBUTED_WORKER"
@@ -76,8 +75,7 @@ def main(params: Path = Path("params.yaml"), base: Path = Path("models/base"), n
         if control:     # the same recipe and data; only the attention differs
             train = dataclasses.replace(train, use_gist_mask=False)
         relaunch_distributed(train.num_processes)
-        records = [record for lang in train.langs for record in read_jsonl(niah / lang / "train.jsonl")]
-        random.Random(train.seed).shuffle(records)
+        records = training_records(niah, train)
         if int(os.environ.get("RANK", "0")) != 0:      # other DDP ranks train along; rank 0 writes outputs
             with tempfile.TemporaryDirectory() as scratch:
                 train_compressor(base, records, gist, train, scratch, checkpoints, Path(scratch) / "live")

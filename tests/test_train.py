@@ -160,3 +160,18 @@ def test_resuming_re_makes_the_plateau_decision_from_the_logged_losses(tiny_base
     # and a passing run resumed with the guard on keeps its checkpoint
     again = train_compressor(*args, lenient, *outputs)
     assert again["seed"] == 42 and again["resumed_from"] == "checkpoint-4"
+
+
+def test_onset_screen_trains_the_first_steps_of_each_seed(tiny_base, tmp_path):
+    from gistkv.bench import onset
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["gist"]["num_tokens"] = 2
+    params["train"].update({**vars(train_params(langs=["en"])), "plateau_window": 2})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "niah/en").mkdir(parents=True)
+    (tmp_path / "niah/en/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records(12)))
+    rows = onset(tiny_base, tmp_path / "niah", tmp_path / "params.yaml", [1, 2], steps=2, workdir=tmp_path, at=[2])
+    assert [row["seed"] for row in rows] == [1, 2] and all(row["loss@2"] > 0 for row in rows)
+    assert rows[0]["loss@2"] != rows[1]["loss@2"]                    # another seed, another start
+    assert not list(tmp_path.glob("onset-*"))                        # its scratch training is cleaned up
