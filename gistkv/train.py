@@ -277,8 +277,8 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
         if run.stuck is None:
             break
         log.warning("seed %d is on the loss plateau at step %d (%.3f > %s): restarting with seed %d", seed,
-                    params.plateau_check_step, run.stuck, params.plateau_loss, plateau.attempt_seed(params.seed,
-                                                                                                len(restarts) + 1))
+                    params.plateau_check_step, run.stuck, params.plateau_loss,
+                    plateau.attempt_seed(params.seed, len(restarts) + 1))
         restarts = plateau.record_restart(checkpoint_dir, restarts, {
             "seed": seed, "check_step": params.plateau_check_step, "window": params.plateau_window,
             "loss": run.stuck, "train_s": round(run.wall_s, 3),
