@@ -49,6 +49,14 @@ def stuck_loss(log_history: list[dict], params) -> float | None:
     return loss if loss is not None and loss > params.plateau_loss else None
 
 
+def stuck_on_resume(checkpoint: str | None, params) -> float | None:
+    """For a checkpoint past the check step: the decision re-made from the losses it logged."""
+    if checkpoint is None:
+        return None
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    return stuck_loss(state["log_history"], params) if state["global_step"] >= params.plateau_check_step else None
+
+
 def read_restarts(checkpoint_dir: Path, params) -> list[dict] | None:
     """The restarts recorded for these checkpoints, or None when the current settings would not
     have made them all (then the checkpoints belong to another run and must go)."""

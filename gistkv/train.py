@@ -227,9 +227,7 @@ def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
 @dataclass
 class Attempt:
     """One seed's training run, as far as it went."""
-    trainer: Any
-    model: Any
-    tokenizer: Any
+    trainer: Any             # trainer.model: the peft model it trained
     gist_ids: list[int]
     held_out: Any
     live: Any
@@ -238,7 +236,7 @@ class Attempt:
     wall_s: float            # this attempt's seconds, over all sessions
     checks_s: float | None   # of those, in held-out checks (None: a resumed checkpoint did not record them)
     wall_source: str
-    stuck: float | None = None   # the plateau loss that gave this attempt up; None = it trained on
+    stuck: float | None = None   # the plateau loss that stopped this attempt at the check; None = it trained on
 
 
 def train_compressor(base_dir: str | Path, train_records: list[dict], gist: GistParams, params: TrainParams,
@@ -272,20 +270,26 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
         if restarts:    # a new LoRA init; the first attempt trains the model loaded above, as before the guard
             seed_everything(seed)
             base = load_base(base_dir)
-        run = train_attempt(base, train_records, gist, dataclasses.replace(params, seed=seed), checkpoint_dir,
-                            metrics_dir, resume_from, stop_after_steps, armed=len(restarts) < params.plateau_restarts)
-        if run.stuck is None:
-            break
+        armed = len(restarts) < params.plateau_restarts
+        stuck = plateau.stuck_on_resume(resume_from, params) if armed else None
+        if stuck is not None:   # resumed past the check: decided from the checkpoint's logged losses, no training
+            spent_s, spent_checks_s, _ = seconds_before(resume_from)
+        else:
+            run = train_attempt(base, train_records, gist, dataclasses.replace(params, seed=seed), checkpoint_dir,
+                                metrics_dir, resume_from, stop_after_steps, armed)
+            if run.stuck is None:
+                break
+            stuck, spent_s, spent_checks_s = run.stuck, run.wall_s, run.checks_s
         log.warning("seed %d is on the loss plateau at step %d (%.3f > %s): restarting with seed %d", seed,
-                    params.plateau_check_step, run.stuck, params.plateau_loss,
+                    params.plateau_check_step, stuck, params.plateau_loss,
                     plateau.attempt_seed(params.seed, len(restarts) + 1))
         restarts = plateau.record_restart(checkpoint_dir, restarts, {
             "seed": seed, "check_step": params.plateau_check_step, "window": params.plateau_window,
-            "loss": run.stuck, "train_s": round(run.wall_s, 3),
-            "checks_s": None if run.checks_s is None else round(run.checks_s, 3)})
+            "loss": stuck, "train_s": round(spent_s, 3),
+            "checks_s": None if spent_checks_s is None else round(spent_checks_s, 3)})
         resume_from = None
 
-    trainer, model, tokenizer = run.trainer, run.model, run.tokenizer
+    trainer, model, tokenizer = run.trainer, run.trainer.model, base.tokenizer
     if stop_after_steps is not None and trainer.state.global_step < params.max_steps:
         return {"stopped_at_step": trainer.state.global_step}
     evaluated = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
@@ -335,7 +339,7 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
 def train_attempt(base, train_records: list[dict], gist: GistParams, params: TrainParams, checkpoint_dir: Path,
                   metrics_dir: Path, resume_from: str | None, stop_after_steps: int | None, armed: bool) -> Attempt:
     """Train one seed (``params.seed``) from ``resume_from`` or from scratch; with ``armed``, stop
-    early if it is still on the loss plateau at the check step (also when resuming past it)."""
+    early if it is still on the loss plateau at the check step."""
     from dvclive import Live
     from transformers import TrainerCallback, TrainingArguments
     from transformers.integrations import DVCLiveCallback
@@ -388,15 +392,8 @@ def train_attempt(base, train_records: list[dict], gist: GistParams, params: Tra
         callbacks=[DVCLiveCallback(live=live), StopAfter(), held_out, guard], num_gist=len(gist_ids), dtype=dtype,
         use_gist_mask=params.use_gist_mask, context_read=params.context_read, curriculum=params.curriculum)
     before_s, checks_before_s, wall_source = seconds_before(resume_from)
-    run = Attempt(trainer, model, tokenizer, gist_ids, held_out, live, float("nan"),
-                  Path(resume_from).name if resume_from else "", before_s, checks_before_s, wall_source)
-    if armed and resume_from is not None:   # resuming past the check: re-make the decision from the logged losses
-        state = json.loads((Path(resume_from) / "trainer_state.json").read_text())
-        if state["global_step"] >= params.plateau_check_step:
-            run.stuck = plateau.stuck_loss(state["log_history"], params)
-            if run.stuck is not None:
-                live.end()
-                return run
+    run = Attempt(trainer, gist_ids, held_out, live, float("nan"), Path(resume_from).name if resume_from else "",
+                  before_s, checks_before_s, wall_source)
     start = time.perf_counter()
     initial_path = checkpoint_dir / "initial_eval.json"
     if resume_from is None:

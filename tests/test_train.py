@@ -33,6 +33,17 @@ def train_params(**change) -> TrainParams:
     return TrainParams(**values)
 
 
+def stage_inputs(tmp_path: Path, **train_change) -> Path:
+    """A params.yaml of the tiny English recipe (2 gist tokens) in tmp_path, with niah/en/train.jsonl beside it."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["gist"]["num_tokens"] = 2
+    params["train"].update(vars(train_params(langs=["en"], **train_change)))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "niah/en").mkdir(parents=True)
+    (tmp_path / "niah/en/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records(12)))
+    return tmp_path / "params.yaml"
+
+
 def test_train_saves_a_small_adapter_and_a_usable_compressor(tiny_base, tmp_path):
     result = train_compressor(tiny_base, records(12), GistParams(num_tokens=3), train_params(), tmp_path / "gist",
                               tmp_path / "ckpt", tmp_path / "metrics")
@@ -76,15 +87,9 @@ def test_interrupted_training_resumes_from_the_last_checkpoint(tiny_base, tmp_pa
 
 @pytest.mark.slow
 def test_two_cpu_processes_ddp(tiny_base, tmp_path):
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    params["gist"]["num_tokens"] = 2
-    params["train"].update(vars(train_params(num_processes=2, langs=["en"])))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
-    niah = tmp_path / "niah/en"
-    niah.mkdir(parents=True)
-    (niah / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records(12)))
+    params = stage_inputs(tmp_path, num_processes=2)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, str(REPO / "stages/train_gist.py"), "--params", str(tmp_path / "params.yaml"),
+    done = subprocess.run([sys.executable, str(REPO / "stages/train_gist.py"), "--params", str(params),
                            "--base", str(tiny_base), "--niah", str(tmp_path / "niah"), "--out", str(tmp_path / "gist"),
                            "--checkpoints", str(tmp_path / "ckpt"), "--metrics", str(tmp_path / "metrics")],
                           capture_output=True, text=True, env=env, timeout=300, start_new_session=True)
@@ -165,13 +170,8 @@ def test_resuming_re_makes_the_plateau_decision_from_the_logged_losses(tiny_base
 def test_onset_screen_trains_the_first_steps_of_each_seed(tiny_base, tmp_path):
     from gistkv.bench import onset
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    params["gist"]["num_tokens"] = 2
-    params["train"].update({**vars(train_params(langs=["en"])), "plateau_window": 2})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
-    (tmp_path / "niah/en").mkdir(parents=True)
-    (tmp_path / "niah/en/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records(12)))
-    rows = onset(tiny_base, tmp_path / "niah", tmp_path / "params.yaml", [1, 2], steps=2, workdir=tmp_path, at=[2])
+    params = stage_inputs(tmp_path, plateau_window=2)
+    rows = onset(tiny_base, tmp_path / "niah", params, [1, 2], steps=2, workdir=tmp_path, at=[2])
     assert [row["seed"] for row in rows] == [1, 2] and all(row["loss@2"] > 0 for row in rows)
     assert rows[0]["loss@2"] != rows[1]["loss@2"]                    # another seed, another start
     assert not list(tmp_path.glob("onset-*"))                        # its scratch training is cleaned up
