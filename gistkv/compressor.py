@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,11 @@ import torch
 from gistkv.decode import model_dtype
 from gistkv.errors import GistkvError
 from gistkv.gist import add_gist_tokens
+from gistkv.hardware import slow_autocast_warning
 from gistkv.io import sha256_file
 from gistkv.model import load_base
+
+log = logging.getLogger(__name__)
 
 COMPRESSOR_META = "compressor.json"
 ADAPTER_DIR = "adapter"
@@ -34,7 +38,8 @@ CONTEXT_ENCODERS = ("adapted", "base")
 
 # How the context is computed: "none" = in the weights' dtype; "bfloat16" = under torch.autocast
 # (matmuls in bfloat16, the cache handed on in the weights' dtype). On a CPU with AVX512-BF16 a
-# context read is ~2x faster; training and inference read it the same way (compressor.json).
+# context read is ~2x faster, on one without ~3x slower (gistkv.hardware warns); training and
+# inference read it the same way (compressor.json).
 CONTEXT_AUTOCASTS = ("none", "bfloat16")
 
 
@@ -161,6 +166,8 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
     if gist_ids != meta["gist_token_ids"]:
         raise GistkvError(f"{meta_path}: gist token ids {meta['gist_token_ids']} differ from the tokenizer's {gist_ids}.")
     context_read = ContextRead.from_meta(meta, meta_path)
+    if slow := slow_autocast_warning(context_read.autocast, base.info["device"]):
+        log.warning("%s: %s", meta_path, slow)
     # "base" reads the context with the base weights: keep a copy of them beside the merged adapter
     # (twice the weights in memory, full decode speed); merge=False keeps one unmerged model instead.
     # (4-bit weights are not copied: the adapter stays unmerged and is switched off instead).

@@ -10,6 +10,7 @@ import platform
 import sys
 from pathlib import Path
 
+from gistkv.hardware import describe
 from gistkv.io import sha256_file
 from gistkv.model import BASE_META, read_base_meta
 
@@ -52,6 +53,7 @@ def report(base_dir: Path) -> list[tuple[str, str]]:
             if torch.cuda.is_available() else f"no CUDA device (torch built with CUDA {torch.version.cuda})")
     return [("python", sys.version.split()[0]), ("platform", platform.platform()),
             ("torch", f"{torch.__version__}; {cuda}; {torch.get_num_threads()} CPU threads"),
+            ("bfloat16 matmuls", describe("cuda" if torch.cuda.is_available() else "cpu")),
             ("bitsandbytes", bitsandbytes_status())] + [
         (name, version(name)) for name in ("transformers", "peft", "accelerate", "safetensors", "gguf", "dvc",
                                            "dvclive", "chromadb", "sentence-transformers")] + [

@@ -29,6 +29,7 @@ from gistkv import plateau
 from gistkv.compressor import ADAPTER_DIR, COMPRESSOR_META, POSITION_SCHEME, ContextRead, model_shape
 from gistkv.errors import GistkvError
 from gistkv.gist import GistCollator, add_gist_tokens
+from gistkv.hardware import slow_autocast_warning
 from gistkv.io import read_jsonl, write_json
 from gistkv.model import load_base, read_base_meta
 from gistkv.params import require
@@ -256,6 +257,8 @@ def train_compressor(base_dir: str | Path, train_records: list[dict], gist: Gist
         raise GistkvError(f"train: {len(train_records)} training records but train.validation_samples="
                           f"{params.validation_samples}; generate more (niah.splits.train.samples).")
     base = load_base(base_dir)
+    if slow := slow_autocast_warning(params.context_autocast, base.info["device"]):
+        log.warning("%s", slow)
     resume_from = prepare_checkpoints(checkpoint_dir, fingerprint(
         recipe_fingerprint_fields(params), dataclasses.asdict(gist), read_base_meta(base_dir), base.info,
         hashlib.sha256(json.dumps(train_records, sort_keys=True).encode()).hexdigest()))

@@ -1,0 +1,54 @@
+"""bfloat16 context reads on a CPU that only emulates bfloat16: said by doctor, warned at training and loading."""
+
+import logging
+
+import pytest
+import torch
+
+from gistkv.compressor import load_compressor
+from gistkv.doctor import report
+from gistkv.hardware import CPU_BFLOAT16_PROBES, native_bfloat16, slow_autocast_warning
+from gistkv.train import GistParams, train_compressor
+from test_train import records, train_params
+
+
+def cpu_probes(monkeypatch, *answers):
+    for name, answer in zip(CPU_BFLOAT16_PROBES, answers):
+        monkeypatch.setattr(torch.cpu, name, lambda answer=answer: answer, raising=False)
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, native", [(True, False, True), (False, True, True), (False, False, False)])
+def test_either_cpu_probe_means_native_bfloat16(monkeypatch, avx512_bf16, amx, native):
+    cpu_probes(monkeypatch, avx512_bf16, amx)
+    assert native_bfloat16("cpu") is native
+    assert (slow_autocast_warning("bfloat16", "cpu") is None) is native
+    assert slow_autocast_warning("none", "cpu") is None
+
+
+def test_a_torch_without_the_probes_cannot_tell(monkeypatch):
+    for name in CPU_BFLOAT16_PROBES:
+        monkeypatch.delattr(torch.cpu, name, raising=False)
+    assert native_bfloat16("cpu") is None and slow_autocast_warning("bfloat16", "cpu") is None
+
+
+def test_doctor_says_whether_bfloat16_is_native(monkeypatch, tmp_path):
+    cpu_probes(monkeypatch, False, False)
+    lines = dict(report(tmp_path))
+    assert lines["bfloat16 matmuls"].startswith("emulated on cpu")
+
+
+def test_emulated_bfloat16_reads_warn_when_training_and_loading(tiny_base, tmp_path, monkeypatch, caplog):
+    cpu_probes(monkeypatch, False, False)
+    params = train_params(context_encoder="base", context_autocast="bfloat16")
+    with caplog.at_level(logging.WARNING):
+        train_compressor(tiny_base, records(12), GistParams(num_tokens=2), params, tmp_path / "gist",
+                         tmp_path / "ckpt", tmp_path / "metrics")
+        load_compressor(tmp_path / "gist", base_dir=str(tiny_base))
+    warned = [record.getMessage() for record in caplog.records if "no native bfloat16" in record.getMessage()]
+    assert len(warned) == 2 and warned[1].startswith(str(tmp_path / "gist" / "compressor.json"))
+
+    cpu_probes(monkeypatch, True, False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load_compressor(tmp_path / "gist", base_dir=str(tiny_base))
+    assert not [record for record in caplog.records if "no native bfloat16" in record.getMessage()]
