@@ -31,10 +31,11 @@ def test_a_torch_without_the_probes_cannot_tell(monkeypatch):
     assert native_bfloat16("cpu") is None and slow_autocast_warning("bfloat16", "cpu") is None
 
 
-def test_doctor_says_whether_bfloat16_is_native(monkeypatch, tmp_path):
-    cpu_probes(monkeypatch, False, False)
-    lines = dict(report(tmp_path))
-    assert lines["bfloat16 matmuls"].startswith("emulated on cpu")
+@pytest.mark.parametrize("native, said", [(False, "emulated on cpu"), (True, "native on cpu")])
+def test_doctor_says_whether_bfloat16_is_native(monkeypatch, tmp_path, native, said):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cpu_probes(monkeypatch, native, False)
+    assert dict(report(tmp_path))["bfloat16 matmuls"].startswith(said)
 
 
 def test_emulated_bfloat16_reads_warn_when_training_and_loading(tiny_base, tmp_path, monkeypatch, caplog):
