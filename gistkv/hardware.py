@@ -20,22 +20,28 @@ CPU_BFLOAT16_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
 def native_bfloat16(device_type: str) -> bool | None:
     """True where bfloat16 matmuls run natively on ``device_type`` ("cpu"/"cuda"), False where they are
     emulated, None where this torch cannot tell."""
-    if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type == "cuda":   # torch counts emulation (pre-Ampere GPUs) as support unless told not to
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     probes = [getattr(torch.cpu, name, None) for name in CPU_BFLOAT16_PROBES]
     if all(probe is None for probe in probes):
         return None
     return any(probe() for probe in probes if probe is not None)
 
 
+def emulated(device_type: str) -> str:
+    """What a missing native bfloat16 means on ``device_type``: the doctor's line and the warning's reason."""
+    if device_type == "cuda":
+        return "emulated on cuda (no native bfloat16 below compute capability 8.0): bfloat16 reads are slow"
+    return ("emulated on cpu (no native bfloat16: no AVX512-BF16/AMX): context_autocast: bfloat16 reads "
+            "~3x slower than float32 here")
+
+
 def slow_autocast_warning(autocast: str, device_type: str) -> str | None:
     """The warning for a context read in bfloat16 where it is emulated, else None."""
     if autocast != "bfloat16" or native_bfloat16(device_type) is not False:
         return None
-    return (f"context_autocast is bfloat16, but this {device_type.upper()} has no native bfloat16 matmuls "
-            "(no AVX512-BF16/AMX): every context read is emulated, ~3x slower than float32 "
-            "(`gistkv doctor`); train.context_autocast: none reads in float32 (another recipe: "
-            "its numbers are not the committed ones)")
+    return (f"context_autocast is bfloat16, but bfloat16 matmuls are {emulated(device_type)} (`gistkv doctor`); "
+            "train.context_autocast: none reads in float32 (another recipe: its numbers are not the committed ones)")
 
 
 def describe(device_type: str) -> str:
@@ -46,5 +52,4 @@ def describe(device_type: str) -> str:
     if native:
         measured = " (context_autocast: bfloat16 reads were ~2x faster than float32 on such CPUs)" * (device_type == "cpu")
         return f"native on {device_type}{measured}"
-    return (f"emulated on {device_type} (no AVX512-BF16/AMX): context_autocast: bfloat16 reads ~3x slower "
-            "than float32 here")
+    return emulated(device_type)

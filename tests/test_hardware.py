@@ -25,6 +25,14 @@ def test_either_cpu_probe_means_native_bfloat16(monkeypatch, avx512_bf16, amx, n
     assert slow_autocast_warning("none", "cpu") is None
 
 
+def test_a_gpu_that_only_emulates_bfloat16_is_not_native(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    # torch's answer for a pre-Ampere GPU: supported only when emulation counts
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert native_bfloat16("cuda") is False
+    assert "below compute capability 8.0" in slow_autocast_warning("bfloat16", "cuda")
+
+
 def test_a_torch_without_the_probes_cannot_tell(monkeypatch):
     for name in CPU_BFLOAT16_PROBES:
         monkeypatch.delattr(torch.cpu, name, raising=False)
