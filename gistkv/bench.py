@@ -3,6 +3,7 @@
     gistkv bench-load                      # seconds to load models/base
     gistkv bench-kv --lengths 1024,2048,4096   # artifact vs full KV bytes, compress tokens/s, TTFT ratios
     gistkv bench-onset --seeds 46,47,48        # does each seed leave the loss plateau by the check step?
+    gistkv bench-step --lengths 128,512,1024,2048   # seconds per training step at each context length
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 from gistkv.decode import greedy_decode
+from gistkv.errors import GistkvError
 from gistkv.haystack import load_sentences
 from gistkv.kv import GistKV, answer_ids, compress_ids
 from gistkv.methods import stop_ids_for
@@ -104,3 +106,45 @@ def onset(base_dir: Path, niah_dir: Path, params_path: Path, seeds: list[int], s
                         for step in (at or range(200, steps + 1, 100))}})
     return rows
 
+
+
+def step_seconds(base_dir: Path, niah_dir: Path, params_path: Path, lengths: list[int], steps: int) -> list[dict]:
+    """Median seconds of one training step of the configured recipe (the gist loss, its backward
+    pass, gradient clipping and an AdamW step: what the Trainer repeats, without its logging and
+    checks) on ``steps`` training records of each context length, after one untimed warm-up step;
+    training time is roughly the sum over the curriculum of these times."""
+    from gistkv.gist import GistCollator, add_gist_tokens
+    from gistkv.model import load_base
+    from gistkv.params import load_section
+    from gistkv.train import GistParams, TrainParams, peft_wrap, tokenize_records, training_records
+    from gistkv.trainer import two_pass_loss
+
+    gist = load_section(params_path, "gist", GistParams)
+    params = load_section(params_path, "train", TrainParams)
+    base = load_base(base_dir)
+    gist_ids = add_gist_tokens(base.tokenizer, base.model, gist.num_tokens)
+    model = peft_wrap(base.model, gist_ids, params, base.info["quantization"] == "nf4")
+    model.train()
+    trainable = [weight for weight in model.parameters() if weight.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate, weight_decay=params.weight_decay)
+    collate = GistCollator(gist_ids, base.tokenizer.pad_token_id, torch.float32, params.use_gist_mask)
+    records = training_records(niah_dir, params)
+    rows = []
+    for length in lengths:
+        chosen = [record for record in records if record["target_tokens"] == length][: steps + 1]
+        if not chosen:
+            raise GistkvError(f"{niah_dir}: no training records of {length} tokens "
+                              f"(niah.splits.train.context_lengths).")
+        seconds = []
+        for example in tokenize_records(chosen, base.tokenizer, params.answer_position_probes):
+            start = time.perf_counter()
+            loss = two_pass_loss(model, collate([example]), len(gist_ids), torch.float32, params.use_gist_mask,
+                                 context_autocast=params.context_autocast)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+            seconds.append(time.perf_counter() - start)
+        rows.append({"context_tokens": length, "steps": len(seconds) - 1,
+                     "step_s": round(statistics.median(seconds[1:] or seconds), 3)})
+    return rows

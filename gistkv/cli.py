@@ -168,3 +168,19 @@ def bench_onset(seeds: str = "46,47,48", steps: int = 400, params: Path = Path("
     except GistkvError as err:
         fail(err)
 
+
+
+@app.command("bench-step")
+def bench_step(lengths: str = "128,512,1024,2048", steps: int = 5, params: Path = Path("params.yaml"),
+               base: Path = Path("models/base"), niah: Path = Path("data/niah")) -> None:
+    """Median seconds of one training step at each context length (the recipe in PARAMS, its train records)."""
+    import torch
+
+    from gistkv.bench import step_seconds
+
+    typer.echo(f"threads={torch.get_num_threads()}")
+    try:
+        for row in step_seconds(base, niah, params, [int(length) for length in lengths.split(",")], steps):
+            typer.echo("  ".join(f"{key}={value}" for key, value in row.items()))
+    except GistkvError as err:
+        fail(err)

@@ -25,6 +25,7 @@ from gistkv.gist import add_gist_tokens
 from gistkv.hardware import slow_autocast_warning
 from gistkv.io import sha256_file
 from gistkv.model import load_base
+from gistkv.peft_fast import adapters_off
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def context_cache(model, context_ids: torch.Tensor, adapter_off: bool, autocast:
     positions = torch.arange(len(context_ids), device=context_ids.device)[None]
     weights_dtype = model_dtype(model)
     cast = autocast != "none" and getattr(torch, autocast) != weights_dtype
-    with model.disable_adapter() if adapter_off else nullcontext(), \
+    with adapters_off(model) if adapter_off else nullcontext(), \
             torch.autocast(context_ids.device.type, dtype=getattr(torch, autocast)) if cast else nullcontext():
         cache = model(input_ids=context_ids[None], position_ids=positions, use_cache=True, logits_to_keep=1).cache
     if cast:   # the gist/query pass runs in the weights' dtype and attends to this cache

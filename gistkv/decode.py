@@ -39,7 +39,11 @@ def cache_bytes(cache) -> int:
 
 
 def model_dtype(model) -> torch.dtype:
-    return model.get_input_embeddings().weight.dtype
+    embeddings = model.get_input_embeddings()
+    # peft's trainable-token wrapper answers `.weight` by building its whole merged matrix (a
+    # vocabulary-sized copy, ~85 ms for SmolLM2 on a CPU): ask the frozen module it wraps.
+    wrapped = getattr(embeddings, "original_module", None)
+    return (wrapped if wrapped is not None else embeddings).weight.dtype
 
 
 @torch.no_grad()

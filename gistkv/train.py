@@ -34,6 +34,7 @@ from gistkv.io import read_jsonl, write_json
 from gistkv.model import load_base, read_base_meta
 from gistkv.params import require
 from gistkv.prompt import answer_text, encode, query_text
+from gistkv.peft_fast import fast_trainable_tokens
 from gistkv.trainer import make_gist_trainer, make_held_out_accuracy
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,9 @@ def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
     config = LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
                         target_modules=list(params.target_modules), task_type="CAUSAL_LM",
                         trainable_token_indices={"embed_tokens": list(gist_ids)})
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    fast_trainable_tokens(model)    # same numbers, without peft's vocabulary-sized copies per step
+    return model
 
 
 @dataclass

@@ -1,0 +1,98 @@
+"""gistkv.peft_fast: the same numbers as peft's own trainable tokens and disable_adapter, bit for bit."""
+
+import torch
+from peft import LoraConfig, get_peft_model
+from test_trainer import batch_and_model, one_pass_loss
+from tiny import tiny_llama
+
+from gistkv.gist import add_gist_tokens
+from gistkv.peft_fast import adapters_off, fast_trainable_tokens
+from gistkv.trainer import two_pass_loss
+
+
+def perturb_adapter(model, seed: int = 0) -> None:
+    """Non-zero LoRA B and gist rows, so that the adapter changes what the model computes."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_B" in name or "trainable_tokens_delta" in name:
+                weight.add_(torch.randn(weight.shape, generator=generator) * 0.3)
+
+
+def train_a_few_steps(model, batch, num_gist: int, loss_of) -> tuple[list[float], dict]:
+    optimizer = torch.optim.AdamW([weight for weight in model.parameters() if weight.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(3):
+        loss = loss_of(model, batch, num_gist)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses, {name: weight.detach().clone() for name, weight in model.named_parameters() if weight.requires_grad}
+
+
+def peft_and_fast(tokenizer):
+    """Two identical peft models on the same tiny Llama weights (tied embeddings); the second switched."""
+    add_gist_tokens(tokenizer, None, 2)     # first, so that both models get the same vocabulary size
+    (peft_model, batch, num_gist), (fast_model, _, _) = (
+        batch_and_model(tokenizer, tiny_llama(len(tokenizer))) for _ in range(2))
+    # peft_wrap switches every model it wraps: put peft's own forward back on the first.
+    for module in peft_model.modules():
+        if hasattr(module, "_gistkv_peft_forward"):
+            module.forward = module._gistkv_peft_forward
+    for model in (peft_model, fast_model):
+        perturb_adapter(model)
+    return peft_model, fast_model, batch, num_gist
+
+
+def test_training_with_fast_trainable_tokens_matches_peft_bit_for_bit(tokenizer):
+    for loss_of in (lambda model, batch, num_gist: two_pass_loss(model, batch, num_gist, torch.float32, True),
+                    lambda model, batch, num_gist: one_pass_loss(model, batch)):   # two rows: a gist id twice
+        peft_model, fast_model, batch, num_gist = peft_and_fast(tokenizer)
+        peft_losses, peft_weights = train_a_few_steps(peft_model, batch, num_gist, loss_of)
+        fast_losses, fast_weights = train_a_few_steps(fast_model, batch, num_gist, loss_of)
+        assert peft_losses == fast_losses and peft_losses[0] > peft_losses[-1]
+        assert peft_weights.keys() == fast_weights.keys()
+        assert any("trainable_tokens_delta" in name for name in fast_weights)
+        for name, weight in peft_weights.items():
+            assert torch.equal(weight, fast_weights[name]), name
+
+
+def test_fast_trainable_tokens_switches_the_embedding_and_a_tied_head_once(tokenizer):
+    for tied, layers in ((True, 2), (False, 1)):
+        base = tiny_llama(len(tokenizer))
+        if not tied:
+            base.config.tie_word_embeddings = False
+            base.lm_head.weight = torch.nn.Parameter(base.lm_head.weight.detach().clone())
+        model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"],
+                                                trainable_token_indices={"embed_tokens": [3, 5]}))
+        assert fast_trainable_tokens(model) == layers
+        assert fast_trainable_tokens(model) == 0      # already switched
+
+
+def test_merged_adapter_gives_what_the_fast_forward_gave(tokenizer):
+    model = get_peft_model(tiny_llama(len(tokenizer)), LoraConfig(
+        r=4, target_modules=["q_proj"], trainable_token_indices={"embed_tokens": [3, 5]}))
+    fast_trainable_tokens(model)
+    perturb_adapter(model)
+    ids = torch.tensor([[1, 3, 7, 5, 3]])
+    with torch.no_grad():
+        fast = model(input_ids=ids).logits
+        merged = model.merge_and_unload()(input_ids=ids).logits
+    torch.testing.assert_close(fast, merged, atol=1e-5, rtol=1e-5)
+
+
+def test_adapters_off_reads_like_peft_disable_adapter_and_restores_the_switches(tokenizer):
+    _, model, batch, _ = peft_and_fast(tokenizer)
+    ids = batch["input_ids"][:1]
+    trainable = [(name, weight.requires_grad) for name, weight in model.named_parameters()]
+    with torch.no_grad():
+        with model.disable_adapter():
+            peft_off = model(input_ids=ids).logits
+        with adapters_off(model):
+            ours_off = model(input_ids=ids).logits
+        adapted = model(input_ids=ids).logits
+    assert torch.equal(peft_off, ours_off)
+    assert not torch.equal(ours_off, adapted)                  # the adapter is back on afterwards
+    assert [(name, weight.requires_grad) for name, weight in model.named_parameters()] == trainable
+    assert model._adapters_disabled is False
