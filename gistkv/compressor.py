@@ -98,6 +98,9 @@ class Compressor:
     # With context_read.encoder "base": the unmodified base weights, so ``model`` can be the merged
     # (fast) adapter. None: ``model`` is an unmerged peft model whose adapter is switched off for the context.
     context_model: object = None
+    # Optional gistkv.base_reads.BaseReads: adapter-off context reads kept across calls (the held-out
+    # checks of a training run, which read the same contexts at every check).
+    context_reads: object = None
 
     @property
     def max_positions(self) -> int:
@@ -119,6 +122,8 @@ class Compressor:
         read = self.context_read
         if read.encoder == "base" and self.context_model is not None:
             return context_cache(self.context_model, ids, adapter_off=False, autocast=read.autocast)
+        if read.encoder == "base" and self.context_reads is not None:
+            return self.context_reads.cache(self.model, ids, read.autocast)
         return context_cache(self.model, ids, adapter_off=read.encoder == "base", autocast=read.autocast)
 
     def identity(self) -> dict:

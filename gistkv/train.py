@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from gistkv import plateau
+from gistkv.base_reads import BaseReads
 from gistkv.compressor import ADAPTER_DIR, COMPRESSOR_META, POSITION_SCHEME, ContextRead, model_shape
 from gistkv.errors import GistkvError
 from gistkv.gist import GistCollator, add_gist_tokens
@@ -389,14 +390,16 @@ def train_attempt(base, train_records: list[dict], gist: GistParams, params: Tra
 
     live = Live(dir=str(metrics_dir / "live"), save_dvc_exp=False, dvcyaml=None, resume=resume_from is not None,
                 report=None)
+    reads = BaseReads() if params.context_read.encoder == "base" else None   # the checks' contexts, read once
     held_out = make_held_out_accuracy(train_records[: params.validation_samples], tokenizer, gist_ids,
-                                      params.use_gist_mask, params.context_read, resume_from)
+                                      params.use_gist_mask, params.context_read, resume_from, reads)
     guard = plateau.make_plateau_check(params, armed)
     trainer = make_gist_trainer()(
         model=model, args=args, train_dataset=training, eval_dataset=validation,
         data_collator=GistCollator(gist_ids, tokenizer.pad_token_id, dtype, params.use_gist_mask),
         callbacks=[DVCLiveCallback(live=live), StopAfter(), held_out, guard], num_gist=len(gist_ids), dtype=dtype,
-        use_gist_mask=params.use_gist_mask, context_read=params.context_read, curriculum=params.curriculum)
+        use_gist_mask=params.use_gist_mask, context_read=params.context_read, curriculum=params.curriculum,
+        held_out_reads=reads)
     before_s, checks_before_s, wall_source = seconds_before(resume_from)
     run = Attempt(trainer, gist_ids, held_out, live, float("nan"), Path(resume_from).name if resume_from else "",
                   before_s, checks_before_s, wall_source)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from gistkv.base_reads import BaseReads
 from gistkv.compressor import ContextRead, context_cache
 from gistkv.gist import AFTER, CONTEXT, GIST, model_inputs, tail_attention_mask
 from gistkv.io import write_json
@@ -35,15 +36,18 @@ def unwrap(model):
 
 def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gist: int, dtype: torch.dtype,
                 use_gist_mask: bool, tail_positions: torch.Tensor | None = None,
-                tail_blocks: torch.Tensor | None = None, context_autocast: str = "none") -> torch.Tensor:
+                tail_blocks: torch.Tensor | None = None, context_autocast: str = "none",
+                reads: BaseReads | None = None) -> torch.Tensor:
     """Logits (T, vocab) of ``[gist; query; answer …]`` on top of the context as the base model reads it
     (adapter off, no gradient); positions continue after the context, as at inference
-    (``tail_positions``/``tail_blocks``: the collator's, when the tail holds several question blocks)."""
+    (``tail_positions``/``tail_blocks``: the collator's, when the tail holds several question blocks;
+    ``reads``: held-out contexts read once per run, for the checks)."""
     context_len, tail_len = len(context_ids), len(tail_ids)
     device = tail_ids.device
     if tail_positions is None:
         tail_positions = torch.arange(context_len, context_len + tail_len, device=device)
-    cache = context_cache(unwrap(model), context_ids, adapter_off=True, autocast=context_autocast)
+    cache = (reads.cache(unwrap(model), context_ids, context_autocast) if reads is not None
+             else context_cache(unwrap(model), context_ids, adapter_off=True, autocast=context_autocast))
     after_blocks = tail_blocks[num_gist:] if tail_blocks is not None else None
     return model(input_ids=tail_ids[None], cache=cache, use_cache=True,
                  attention_mask=tail_attention_mask(context_len, num_gist, tail_len - num_gist, dtype, device,
@@ -52,7 +56,8 @@ def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gi
 
 
 def two_pass_loss(model, inputs: dict, num_gist: int, dtype: torch.dtype, use_gist_mask: bool,
-                  num_items_in_batch=None, context_autocast: str = "none") -> torch.Tensor:
+                  num_items_in_batch=None, context_autocast: str = "none",
+                  reads: BaseReads | None = None) -> torch.Tensor:
     """Answer-token cross-entropy with the context read by the base model (``tail_logits``).
 
     Rows run one at a time (each has its own context length); the loss is the summed token loss
@@ -63,7 +68,8 @@ def two_pass_loss(model, inputs: dict, num_gist: int, dtype: torch.dtype, use_gi
         segments, ids, labels = inputs["segments"][row], inputs["input_ids"][row], inputs["labels"][row]
         in_tail = (segments == GIST) | (segments == AFTER)
         logits = tail_logits(model, ids[segments == CONTEXT], ids[in_tail], num_gist, dtype, use_gist_mask,
-                             inputs["position_ids"][row][in_tail], inputs["blocks"][row][in_tail], context_autocast)
+                             inputs["position_ids"][row][in_tail], inputs["blocks"][row][in_tail], context_autocast,
+                             reads)
         tail_labels = labels[in_tail]
         # Token t predicts token t+1, as in the single-pass causal LM loss.
         # (Across a block boundary the target is the next block's first query token: never a label.)
@@ -84,18 +90,21 @@ def make_gist_trainer():
         it calls, held-out accuracy), so the training time can be told apart from the measuring."""
 
         def __init__(self, *args, num_gist: int, dtype: torch.dtype, use_gist_mask: bool, context_read: ContextRead,
-                     curriculum: bool, **kwargs):
+                     curriculum: bool, held_out_reads: BaseReads | None = None, **kwargs):
             super().__init__(*args, **kwargs)
             self.num_gist, self.gist_dtype, self.use_gist_mask = num_gist, dtype, use_gist_mask
             self.context_read, self.curriculum = context_read, curriculum
             self.checks_s = 0.0
+            self.held_out_reads = held_out_reads
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.context_read.encoder == "adapted":
                 inputs = model_inputs(inputs)
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            # Held-out checks (model in eval mode) read their contexts once per run; training records
+            # are each read once anyway.
             loss = two_pass_loss(model, inputs, self.num_gist, self.gist_dtype, self.use_gist_mask, num_items_in_batch,
-                                 self.context_read.autocast)
+                                 self.context_read.autocast, None if model.training else self.held_out_reads)
             return (loss, {"loss": loss}) if return_outputs else loss
 
         def evaluate(self, *args, **kwargs):
@@ -114,7 +123,7 @@ def make_gist_trainer():
 
 
 def make_held_out_accuracy(records: list[dict], tokenizer, gist_ids: list[int], use_gist_mask: bool,
-                           context_read: ContextRead, resume_from: str | None):
+                           context_read: ContextRead, resume_from: str | None, reads: BaseReads | None = None):
     """A callback that measures answer accuracy on held-out *training-split* records at every
     evaluation, with the inference code itself (compress + answer from the gist cache, or the
     control's full-context answer): the accuracy-vs-steps curve. The curve so far is saved in
@@ -139,6 +148,7 @@ def make_held_out_accuracy(records: list[dict], tokenizer, gist_ids: list[int], 
             peft_model = unwrap(model)
             device = str(next(peft_model.parameters()).device)
             compressor = untrained_compressor(peft_model, tokenizer, len(gist_ids), device, context_read)
+            compressor.context_reads = reads
             method = OnTheFlyGist(compressor) if use_gist_mask else LoraControl(compressor)
             _, metrics = evaluate_method(method, records, max_new_tokens=answer_tokens, warmup_samples=0)
             self.curve = [point for point in self.curve if point["step"] != state.global_step]
