@@ -2,7 +2,7 @@
 
 import torch
 from peft import LoraConfig, get_peft_model
-from test_trainer import batch_and_model, one_pass_loss
+from test_trainer import batch_and_model, one_pass_loss, perturb_adapter
 from tiny import tiny_llama
 
 from gistkv.gist import add_gist_tokens
@@ -10,13 +10,7 @@ from gistkv.peft_fast import adapters_off, fast_trainable_tokens
 from gistkv.trainer import two_pass_loss
 
 
-def perturb_adapter(model, seed: int = 0) -> None:
-    """Non-zero LoRA B and gist rows, so that the adapter changes what the model computes."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, weight in model.named_parameters():
-            if "lora_B" in name or "trainable_tokens_delta" in name:
-                weight.add_(torch.randn(weight.shape, generator=generator) * 0.3)
+GIST_ROWS_AND_LORA = ("lora_B", "trainable_tokens_delta")
 
 
 def train_a_few_steps(model, batch, num_gist: int, loss_of) -> tuple[list[float], dict]:
@@ -41,7 +35,7 @@ def peft_and_fast(tokenizer):
         if hasattr(module, "_gistkv_peft_forward"):
             module.forward = module._gistkv_peft_forward
     for model in (peft_model, fast_model):
-        perturb_adapter(model)
+        perturb_adapter(model, GIST_ROWS_AND_LORA)
     return peft_model, fast_model, batch, num_gist
 
 
@@ -74,7 +68,7 @@ def test_merged_adapter_gives_what_the_fast_forward_gave(tokenizer):
     model = get_peft_model(tiny_llama(len(tokenizer)), LoraConfig(
         r=4, target_modules=["q_proj"], trainable_token_indices={"embed_tokens": [3, 5]}))
     fast_trainable_tokens(model)
-    perturb_adapter(model)
+    perturb_adapter(model, GIST_ROWS_AND_LORA)
     ids = torch.tensor([[1, 3, 7, 5, 3]])
     with torch.no_grad():
         fast = model(input_ids=ids).logits
