@@ -107,7 +107,6 @@ def onset(base_dir: Path, niah_dir: Path, params_path: Path, seeds: list[int], s
     return rows
 
 
-
 def step_seconds(base_dir: Path, niah_dir: Path, params_path: Path, lengths: list[int], steps: int) -> list[dict]:
     """Median seconds of one training step of the configured recipe (the gist loss, its backward
     pass, gradient clipping and an AdamW step: what the Trainer repeats, without its logging and
@@ -116,7 +115,7 @@ def step_seconds(base_dir: Path, niah_dir: Path, params_path: Path, lengths: lis
     from gistkv.gist import GistCollator, add_gist_tokens
     from gistkv.model import load_base
     from gistkv.params import load_section
-    from gistkv.train import GistParams, TrainParams, peft_wrap, tokenize_records, training_records
+    from gistkv.train import GistParams, TrainParams, peft_wrap, step_dtype, tokenize_records, training_records
     from gistkv.trainer import two_pass_loss
 
     gist = load_section(params_path, "gist", GistParams)
@@ -125,9 +124,10 @@ def step_seconds(base_dir: Path, niah_dir: Path, params_path: Path, lengths: lis
     gist_ids = add_gist_tokens(base.tokenizer, base.model, gist.num_tokens)
     model = peft_wrap(base.model, gist_ids, params, base.info["quantization"] == "nf4")
     model.train()
+    dtype = step_dtype(base)
     trainable = [weight for weight in model.parameters() if weight.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate, weight_decay=params.weight_decay)
-    collate = GistCollator(gist_ids, base.tokenizer.pad_token_id, torch.float32, params.use_gist_mask)
+    collate = GistCollator(gist_ids, base.tokenizer.pad_token_id, dtype, params.use_gist_mask)
     records = training_records(niah_dir, params)
     rows = []
     for length in lengths:
@@ -138,7 +138,7 @@ def step_seconds(base_dir: Path, niah_dir: Path, params_path: Path, lengths: lis
         seconds = []
         for example in tokenize_records(chosen, base.tokenizer, params.answer_position_probes):
             start = time.perf_counter()
-            loss = two_pass_loss(model, collate([example]), len(gist_ids), torch.float32, params.use_gist_mask,
+            loss = two_pass_loss(model, collate([example]), len(gist_ids), dtype, params.use_gist_mask,
                                  context_autocast=params.context_autocast)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)

@@ -169,7 +169,6 @@ def bench_onset(seeds: str = "46,47,48", steps: int = 400, params: Path = Path("
         fail(err)
 
 
-
 @app.command("bench-step")
 def bench_step(lengths: str = "128,512,1024,2048", steps: int = 5, params: Path = Path("params.yaml"),
                base: Path = Path("models/base"), niah: Path = Path("data/niah")) -> None:

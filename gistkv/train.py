@@ -34,8 +34,8 @@ from gistkv.hardware import slow_autocast_warning
 from gistkv.io import read_jsonl, write_json
 from gistkv.model import load_base, read_base_meta
 from gistkv.params import require
-from gistkv.prompt import answer_text, encode, query_text
 from gistkv.peft_fast import fast_trainable_tokens
+from gistkv.prompt import answer_text, encode, query_text
 from gistkv.trainer import make_gist_trainer, make_held_out_accuracy
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,11 @@ def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
     return model
 
 
+def step_dtype(base) -> torch.dtype:
+    """The dtype of a training step's gist/question pass and its masks: bfloat16 for bfloat16 or 4-bit weights."""
+    return torch.bfloat16 if base.info["quantization"] == "nf4" or base.info["dtype"] == "bfloat16" else torch.float32
+
+
 @dataclass
 class Attempt:
     """One seed's training run, as far as it went."""
@@ -356,7 +361,7 @@ def train_attempt(base, train_records: list[dict], gist: GistParams, params: Tra
     quantized = base.info["quantization"] == "nf4"
     model = peft_wrap(model, gist_ids, params, quantized)
     model.train()
-    dtype = torch.bfloat16 if quantized or base.info["dtype"] == "bfloat16" else torch.float32
+    dtype = step_dtype(base)
 
     # The held-out loss stays the main question's alone, comparable across recipes.
     validation = tokenize_records(train_records[: params.validation_samples], tokenizer)
