@@ -15,8 +15,9 @@ dict, merge and save, and replaces only that forward pass:
   rewritten from the trained rows before each forward (the same matmul as peft's), and its
   backward computes the gradient of the gist rows alone.
 
-On a CPU the loss, every gradient and hence the trained adapter come out bit for bit as
-peft's own (``tests/test_peft_fast.py``); anything else (merged or disabled adapters, several
+On a CPU the loss, every gradient and hence the trained adapter come out as peft's own: bit for
+bit on the Xeon (AVX512) host, to the last bit of float rounding on an AVX2 one, where a gist row
+used twice sums its gradient in another order (``tests/test_peft_fast.py``); anything else (merged or disabled adapters, several
 adapters, other layer types, ``max_norm``) goes through peft's forward unchanged.
 
 **Adapters off for the context read.** ``PeftModel.disable_adapter()`` builds the whole model

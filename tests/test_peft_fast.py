@@ -1,5 +1,6 @@
-"""gistkv.peft_fast: the same numbers as peft's own trainable tokens and disable_adapter, bit for bit."""
+"""gistkv.peft_fast: the same numbers as peft's own trainable tokens and disable_adapter (to float rounding)."""
 
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from test_trainer import batch_and_model, one_pass_loss, perturb_adapter
@@ -39,17 +40,20 @@ def peft_and_fast(tokenizer):
     return peft_model, fast_model, batch, num_gist
 
 
-def test_training_with_fast_trainable_tokens_matches_peft_bit_for_bit(tokenizer):
+def test_training_with_fast_trainable_tokens_matches_peft(tokenizer):
     for loss_of in (lambda model, batch, num_gist: two_pass_loss(model, batch, num_gist, torch.float32, True),
                     lambda model, batch, num_gist: one_pass_loss(model, batch)):   # two rows: a gist id twice
         peft_model, fast_model, batch, num_gist = peft_and_fast(tokenizer)
         peft_losses, peft_weights = train_a_few_steps(peft_model, batch, num_gist, loss_of)
         fast_losses, fast_weights = train_a_few_steps(fast_model, batch, num_gist, loss_of)
-        assert peft_losses == fast_losses and peft_losses[0] > peft_losses[-1]
+        assert fast_losses == pytest.approx(peft_losses, rel=1e-6, abs=0) and peft_losses[0] > peft_losses[-1]
         assert peft_weights.keys() == fast_weights.keys()
         assert any("trainable_tokens_delta" in name for name in fast_weights)
         for name, weight in peft_weights.items():
-            assert torch.equal(weight, fast_weights[name]), name
+            # Float rounding only: the gradient of a gist row is summed in another order (peft: a
+            # vocabulary-sized index_add; here: the rows' own sum), which is bit-identical on some CPUs
+            # (Xeon, AVX512) and not on others (AMD EPYC, AVX2: last-bit differences).
+            torch.testing.assert_close(fast_weights[name], weight, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_fast_trainable_tokens_switches_the_embedding_and_a_tied_head_once(tokenizer):
