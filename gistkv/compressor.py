@@ -10,7 +10,6 @@ dtype, device and quantization used in training).
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from contextlib import nullcontext
@@ -89,18 +88,20 @@ def context_cache(model, context_ids: torch.Tensor, adapter_off: bool, autocast:
 
 @dataclass
 class Compressor:
+    """A model that reads contexts and answers: the gist compressor, the plain-LoRA control, or the base model.
+
+    ``model`` answers (and, for gist, runs the gist tokens); the context is read as training read it
+    (``context_read``): with ``encoder`` "base" by the same weights with the adapter switched off, so
+    no second copy of the base weights is kept. ``reads`` (``gistkv.base_reads.BaseReads``) may hold
+    adapter-off reads shared across calls and across models of the same base weights.
+    """
     model: object
     tokenizer: object
     gist_ids: list[int]
     meta: dict
     device: str
     context_read: ContextRead = ContextRead()
-    # With context_read.encoder "base": the unmodified base weights, so ``model`` can be the merged
-    # (fast) adapter. None: ``model`` is an unmerged peft model whose adapter is switched off for the context.
-    context_model: object = None
-    # Optional gistkv.base_reads.BaseReads: adapter-off context reads kept across calls (the held-out
-    # checks of a training run, which read the same contexts at every check).
-    context_reads: object = None
+    reads: object = None
 
     @property
     def max_positions(self) -> int:
@@ -108,9 +109,15 @@ class Compressor:
 
     @property
     def stop_ids(self) -> set[int]:
-        from gistkv.methods import stop_ids_for
+        from gistkv.decode import stop_ids_for
 
         return stop_ids_for(self.tokenizer)
+
+    @property
+    def trained_context_tokens(self) -> int | None:
+        """The longest context training read (None for the untuned base model or an older compressor)."""
+        value = self.meta.get("trained_context_tokens")
+        return int(value) if value is not None else None
 
     def encode_context(self, context_ids: list[int]):
         """KV cache of the context at positions 0..L-1, read as in training (see CONTEXT_ENCODERS)."""
@@ -120,11 +127,10 @@ class Compressor:
             return DynamicCache()
         ids = torch.tensor(list(context_ids), device=self.device)
         read = self.context_read
-        if read.encoder == "base" and self.context_model is not None:
-            return context_cache(self.context_model, ids, adapter_off=False, autocast=read.autocast)
-        if read.encoder == "base" and self.context_reads is not None:
-            return self.context_reads.cache(self.model, ids, read.autocast)
-        return context_cache(self.model, ids, adapter_off=read.encoder == "base", autocast=read.autocast)
+        if read.encoder == "base" and self.reads is not None:
+            return self.reads.cache(self.model, ids, read.autocast)
+        adapter_off = read.encoder == "base" and hasattr(self.model, "disable_adapter")
+        return context_cache(self.model, ids, adapter_off=adapter_off, autocast=read.autocast)
 
     def identity(self) -> dict:
         return {key: self.meta[key] for key in ("base_model", "base_weights_sha256", "tokenizer_sha256",
@@ -146,21 +152,40 @@ def resolve_base_dir(base_dir: str, gist_dir: Path) -> Path:
     return beside if beside.exists() else path
 
 
-def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device: str | None = None,
-                    merge: bool = True, gist_mask: bool = True) -> Compressor:
-    """Load base + adapter; ``merge`` folds LoRA into the weights for faster inference.
+REQUIRED_META = ("base_model", "base_weights_sha256", "base_dir", "num_gist_tokens", "gist_token_ids", "num_layers",
+                 "num_kv_heads", "head_dim")
 
-    ``gist_mask=False`` loads the plain-LoRA control instead; either kind refuses the other,
-    because a model trained without the mask never learned to put the context into the gist.
+
+def read_compressor_meta(meta_path: Path) -> dict:
+    """compressor.json, checked: a missing or damaged file is a one-line error naming the fix."""
+    if not meta_path.exists():
+        raise GistkvError(f"{meta_path}: missing; train a compressor first (dvc repro train_gist).")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise GistkvError(f"{meta_path}: not valid JSON ({err}); retrain or restore the folder.") from None
+    missing = [key for key in REQUIRED_META if key not in meta]
+    if missing:
+        raise GistkvError(f"{meta_path}: lacks {', '.join(missing)}; it was not written by gistkv's training "
+                          "(retrain: dvc repro train_gist).")
+    return meta
+
+
+def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device: str | None = None,
+                    gist_mask: bool = True) -> Compressor:
+    """Load base + adapter as a compressor (``gist_mask=False``: the plain-LoRA control).
+
+    Either kind refuses the other, because a model trained without the mask never learned to put
+    the context into the gist. With the "adapted" context encoder the adapter is merged (one pass
+    reads everything); with "base" it stays unmerged and is switched off for the context read, so
+    one copy of the base weights serves both.
     """
     from peft import PeftModel
     from transformers import AutoTokenizer
 
     gist_dir = Path(gist_dir)
     meta_path = gist_dir / COMPRESSOR_META
-    if not meta_path.exists():
-        raise GistkvError(f"{meta_path}: missing; train a compressor first (dvc repro train_gist).")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_compressor_meta(meta_path)
     if bool(meta.get("use_gist_mask", True)) != gist_mask:
         kind = "a gist compressor (trained with the gist mask)" if gist_mask else "the plain-LoRA control (no gist mask)"
         raise GistkvError(f"{meta_path}: use_gist_mask is {meta.get('use_gist_mask')}; expected {kind}.")
@@ -174,19 +199,14 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
     context_read = ContextRead.from_meta(meta, meta_path)
     if slow := slow_autocast_warning(context_read.autocast, base.info["device"]):
         log.warning("%s: %s", meta_path, slow)
-    # "base" reads the context with the base weights: keep a copy of them beside the merged adapter
-    # (twice the weights in memory, full decode speed); merge=False keeps one unmerged model instead.
-    # (4-bit weights are not copied: the adapter stays unmerged and is switched off instead).
-    split = merge and context_read.encoder == "base" and base.info["quantization"] == "none"
-    context_model = copy.deepcopy(base.model) if split else None
     model = PeftModel.from_pretrained(base.model, str(gist_dir / ADAPTER_DIR))
-    if merge and (context_read.encoder == "adapted" or split):
+    if context_read.encoder == "adapted" and base.info["quantization"] == "none":
         model = model.merge_and_unload()
     model.eval()
     meta = dict(meta, tokenizer_sha256=sha256_file(gist_dir / "tokenizer.json"),
                 adapter_sha256=sha256_file(gist_dir / ADAPTER_DIR / "adapter_model.safetensors"))
     return Compressor(model=model, tokenizer=tokenizer, gist_ids=gist_ids, meta=meta, device=base.info["device"],
-                      context_read=context_read, context_model=context_model)
+                      context_read=context_read)
 
 
 def untrained_compressor(model, tokenizer, num_gist_tokens: int, device: str = "cpu",

@@ -1,126 +1,148 @@
-"""Evaluate one method on one dataset: per-sample predictions and a flat metrics dict.
+"""Evaluate methods on documents: one row per (document, question, method), with end-to-end times.
 
-Timings are honest: ``warmup_samples`` untimed answers first, then batch 1, medians; the
-one-off costs (compressing, indexing) are kept apart from answering. Peak memory on CPU is
-the process's peak RSS (run one method per process, as the DVC matrix does) plus the KV
-bytes the answer attends to; on CUDA, max allocated.
+Each document is read once by the base weights for every method that reads it whole; each such
+method is charged that read's seconds (``one_off_s``: read + its own compressing / indexing /
+storing), and every question's ``answer_s`` is measured around the method's whole answer
+(retrieval, reading the retrieved text, prefill and decoding). So the end-to-end cost of one method
+on one document is ``one_off_s + sum(answer_s)`` on one clock for all methods. An untimed warm-up on a
+short piece of the first document comes first.
 
-    from gistkv.evaluate import evaluate_method
-    predictions, metrics = evaluate_method(method, records, max_new_tokens=8, warmup_samples=1)
+    rows = evaluate_documents(methods, readers["base"], documents, max_new_tokens=12, score=score_niah)
 """
 
 from __future__ import annotations
 
-import resource
-import statistics
-import sys
+import time
 from dataclasses import dataclass
 
 import torch
 
+from gistkv.methods import SharedRead, context_text
 from gistkv.params import require
-from gistkv.scoring import score_passkey, wilson_interval
+from gistkv.prompt import encode
+from gistkv.retrieval import EMBEDDERS
+from gistkv.scoring import ruler_string_match, score_number
+
+WARMUP_TOKENS = 128
+
+
+@dataclass
+class RagParams:
+    embedder: str                # use (multilingual USE v3) | minilm (English only)
+    budgets: list[dict]          # [{chunk_tokens, top_k}]: the reader reads chunk_tokens x top_k retrieved tokens
+
+    def validate(self, where: str) -> None:
+        require(self.embedder in EMBEDDERS, f"{where}.embedder", f"must be one of {', '.join(EMBEDDERS)}.")
+        require(bool(self.budgets), f"{where}.budgets", "must list at least one {chunk_tokens, top_k}.")
+        for index, budget in enumerate(self.budgets):
+            require(set(budget) == {"chunk_tokens", "top_k"} and all(isinstance(v, int) and v > 0 for v in budget.values()),
+                    f"{where}.budgets[{index}]", "must be {chunk_tokens: int > 0, top_k: int > 0}.")
+        totals = [budget["chunk_tokens"] * budget["top_k"] for budget in self.budgets]
+        require(len(set(totals)) == len(totals), f"{where}.budgets", "must differ in chunk_tokens x top_k (a method's name).")
 
 
 @dataclass
 class EvaluateParams:
-    max_new_tokens: int
-    warmup_samples: int
-    rag_chunk_tokens: int
-    rag_chunk_overlap: int
-    rag_top_k: int
-    embedder_package: str
+    max_new_tokens: int          # NIAH answers: a number of up to 8 digits, or the decline sentence
+    readers: list[str]           # who reads for the full-context and retrieval baselines: base, tuned
+    rag: RagParams
+    ruler_methods: list[str]     # the methods run on RULER (its answers are long, decoding is the CPU's cost)
     torch_threads: int
 
     def validate(self, where: str) -> None:
         require(self.max_new_tokens > 0, f"{where}.max_new_tokens", "must be positive.")
-        require(self.rag_top_k > 0, f"{where}.rag_top_k", "must be positive.")
         require(self.torch_threads > 0, f"{where}.torch_threads", "must be positive.")
+        require(bool(self.readers) and set(self.readers) <= {"base", "tuned"}, f"{where}.readers",
+                "must list base and/or tuned.")
 
 
-def peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+def score_niah(prediction: str, question: dict) -> dict:
+    return score_number(prediction, question["answer"] if question["kind"] == "present" else None)
+
+
+def score_ruler(prediction: str, question: dict) -> dict:
+    score = ruler_string_match(prediction, question["answers"], question["metric"])
+    return {"score": score, "correct": score == 1.0}
 
 
 def per_token_kv_bytes(model) -> int:
     config = model.config
     kv_heads = getattr(config, "num_key_value_heads", config.num_attention_heads)
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    element = model.get_input_embeddings().weight.element_size()
+    element = next(model.parameters()).element_size() if next(model.parameters()).is_floating_point() else 2
     return 2 * config.num_hidden_layers * kv_heads * head_dim * element
 
 
-def median(values: list[float]) -> float:
-    values = [value for value in values if value == value]
-    return round(statistics.median(values), 6) if values else float("nan")
+def needle_of(document: dict, question: dict) -> str | None:
+    for fact in document.get("facts", []):
+        if (fact["family"], fact["name"]) == (question.get("family"), question.get("name")):
+            return fact["needle"]
+    return None
 
 
-def evaluate_method(method, records: list[dict], max_new_tokens: int, warmup_samples: int,
-                    progress=None) -> tuple[list[dict], dict]:
-    tokenizer = method.tokenizer
-    model = getattr(method, "model", None) or method.compressor.model
-    for record in records[:warmup_samples]:          # untimed: first-call allocations, lazy inits
-        method.prepare(record)
-        method.answer(record, max_new_tokens)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    predictions = []
-    for record in records:
-        prepared = method.prepare(record)
-        decoded = method.answer(record, max_new_tokens)
-        text = tokenizer.decode(decoded.token_ids, skip_special_tokens=True)
-        score = score_passkey(text, record["answer"])
-        predictions.append({
-            "id": record["id"], "lang": record["lang"], "variant": record["variant"], "haystack": record["haystack"],
-            "target_tokens": record["target_tokens"], "context_tokens": record["context_tokens"],
-            "depth": record["depth"], "depth_bin": record["depth_bin"], "answer": record["answer"],
-            "prediction": text, **score, "ttft_s": round(decoded.ttft_s, 5),
-            "decode_tokens_per_s": round(decoded.decode_tokens_per_s, 3), "kv_bytes": decoded.kv_bytes,
-            "full_kv_bytes": (record["context_tokens"] + decoded.attended_tokens
-                              - prepared["context_repr_tokens"]) * per_token_kv_bytes(model),
-            "compression_ratio": round(record["context_tokens"] / prepared["context_repr_tokens"], 3),
-            **{key: value for key, value in prepared.items() if key != "context_repr_tokens"},
-        })
-        if progress:
-            progress()
-    return predictions, summarize(predictions)
+def warm_up(methods, base_reader, document: dict, max_new_tokens: int) -> None:
+    """Untimed: first-call allocations and lazy inits of every method, on a short piece of a document."""
+    import tempfile
+    from pathlib import Path
+
+    short = dict(document, id=f"{document['id']}-warmup", prefix="",
+                 context=base_reader.tokenizer.decode(encode(base_reader.tokenizer, document["context"])[:WARMUP_TOKENS]))
+    stored = [method for method in methods if hasattr(method, "artifact_dir")]
+    kept = [method.artifact_dir for method in stored]
+    with tempfile.TemporaryDirectory(prefix="gistkv-warmup-") as scratch:
+        for method in stored:       # the warm-up's artifacts are not the evaluation's
+            method.artifact_dir = Path(scratch)
+        try:
+            run_document(methods, base_reader, short, max_new_tokens, lambda prediction, question: {})
+        finally:
+            for method, folder in zip(stored, kept):
+                method.artifact_dir = folder
 
 
-def summarize(predictions: list[dict]) -> dict:
-    total = len(predictions)
-    correct = sum(p["correct"] for p in predictions)
-    low, high = wilson_interval(correct, total)
-    metrics = {"n": total, "accuracy": round(correct / total, 4) if total else float("nan"),
-               "accuracy_ci_low": round(low, 4), "accuracy_ci_high": round(high, 4),
-               "hallucination_rate": round(sum(p["hallucinated"] for p in predictions) / total, 4),
-               "compression_ratio": median([p["compression_ratio"] for p in predictions]),
-               "context_tokens": median([p["context_tokens"] for p in predictions]),
-               "kv_bytes": median([p["kv_bytes"] for p in predictions]),
-               "full_kv_bytes": median([p["full_kv_bytes"] for p in predictions]),
-               "ttft_s": median([p["ttft_s"] for p in predictions]),
-               "decode_tokens_per_s": median([p["decode_tokens_per_s"] for p in predictions]),
-               "peak_rss_mb": round(peak_rss_mb(), 1)}
-    if torch.cuda.is_available():
-        metrics["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    for variant in ("passkey", "keyed"):      # the bar is on the single passkey; keyed is reported beside it
-        subset = [p for p in predictions if p["variant"] == variant]
-        if subset:
-            hits = sum(p["correct"] for p in subset)
-            low, high = wilson_interval(hits, len(subset))
-            metrics.update({f"accuracy_{variant}": round(hits / len(subset), 4), f"n_{variant}": len(subset),
-                            f"accuracy_{variant}_ci_low": round(low, 4), f"accuracy_{variant}_ci_high": round(high, 4)})
-    for source in sorted({p["haystack"] for p in predictions}):   # e.g. a haystack training never saw
-        subset = [p for p in predictions if p["haystack"] == source]
-        metrics[f"accuracy_haystack_{source}"] = round(sum(p["correct"] for p in subset) / len(subset), 4)
-    for length in sorted({p["target_tokens"] for p in predictions}):
-        subset = [p for p in predictions if p["target_tokens"] == length]
-        metrics[f"accuracy_tokens_{length}"] = round(sum(p["correct"] for p in subset) / len(subset), 4)
-    for key in ("compress_s", "index_s"):
-        values = [p[key] for p in predictions if key in p]
-        if values:
-            metrics[f"{key}_median"] = median([float(v) for v in values])
-    if any("retrieved_needle" in p for p in predictions):
-        metrics["retrieval_recall"] = round(sum(p["retrieved_needle"] for p in predictions) / total, 4)
-    metrics["threads"] = torch.get_num_threads()
-    return metrics
+def run_document(methods, base_reader, document: dict, max_new_tokens: int, score) -> list[dict]:
+    context_ids = encode(base_reader.tokenizer, context_text(document))
+    consumers = sum(method.uses_shared_read for method in methods)
+    shared = SharedRead(base_reader, context_ids, consumers) if consumers else None
+    kv_per_token = per_token_kv_bytes(base_reader.model)
+    rows = []
+    for method in methods:
+        start = time.perf_counter()
+        prepared = method.prepare(document, context_ids, shared)
+        one_off_s = time.perf_counter() - start + (shared.seconds if method.uses_shared_read else 0.0)
+        reader = getattr(method, "reader", None) or method.compressor
+        for index, question in enumerate(document["questions"]):
+            needle = needle_of(document, question)
+            asked = dict(question, needle=needle) if needle else question
+            start = time.perf_counter()
+            decoded = method.answer(prepared, asked, question.get("max_new_tokens", max_new_tokens))
+            answer_s = time.perf_counter() - start
+            prediction = reader.tokenizer.decode(decoded.token_ids, skip_special_tokens=True)
+            rows.append({
+                "id": document["id"], "question_index": index, "method": method.name, "reader": method.reader_name,
+                "prediction": prediction, **score(prediction, question),
+                "min_token_prob": round(decoded.min_token_prob, 5), "context_tokens": len(context_ids),
+                "budget_tokens": prepared.budget_tokens, "answer_kv_bytes": prepared.budget_tokens * kv_per_token,
+                "full_kv_bytes": len(context_ids) * kv_per_token,
+                "one_off_s": round(one_off_s, 5), "answer_s": round(answer_s, 5), "ttft_s": round(decoded.ttft_s, 5),
+                **{key: question[key] for key in ("kind", "family", "name", "answer", "depth", "depth_bin", "task",
+                                                  "metric") if key in question},
+                **{key: document[key] for key in ("lang", "split", "group", "haystack", "target_tokens", "task")
+                   if key in document},
+                **prepared.extra, **decoded.extra})
+        if hasattr(method, "finish"):
+            method.finish(prepared)
+    return rows
+
+
+def evaluate_documents(methods, base_reader, documents: list[dict], max_new_tokens: int, score,
+                       progress=None, warm_up_first: bool = True) -> list[dict]:
+    """Rows for every (document, question, method), documents in order."""
+    if documents and warm_up_first:
+        warm_up(methods, base_reader, documents[0], max_new_tokens)
+    rows = []
+    with torch.no_grad():
+        for document in documents:
+            rows += run_document(methods, base_reader, document, max_new_tokens, score)
+            if progress:
+                progress()
+    return rows

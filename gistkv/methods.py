@@ -1,204 +1,180 @@
-"""The ways of answering a question about a long context, behind one interface.
+"""The ways of answering questions about a long document, named by what they read and who reads it.
 
-    full  - the base model reads the whole context
-    rag   - top-k retrieved chunks of the context (ChromaDB + all-MiniLM-L6-v2)
-    gist  - the gist tokens' KV cache (stored by extract_gist_kv, or compressed in-process)
-    lora  - control: the whole context through a LoRA trained on the same data *without* the
-            gist mask, so gist's score is not confused with the effect of fine-tuning
+    full/base      the base model reads the whole document
+    full/tuned     the task-tuned reader: the plain-LoRA control, trained on the same documents and
+                   questions without gist tokens (the context read by the base weights, as in training)
+    rag<B>/base    the top-k chunks a retriever finds, B tokens in all, read by the base model
+    rag<B>/tuned   the same chunks read by the tuned reader
+    gist           the document compressed into N gist tokens, stored as a file; the answer reads only it
+    gist/empty     negative control: the gist of an empty document (what the gist model guesses unaided)
 
-Every method builds the same query (``gistkv.prompt``) and decodes with ``gistkv.decode``.
-Build one by name with ``MethodBuilder``:
+A method prepares a document once (``prepare``: read, compress, index) and then answers each question
+(``answer``). Methods that read the whole document share one read of it (``SharedRead``): the base
+weights read a document the same way for all of them, and each is charged that read's time.
 
-    builder = MethodBuilder(Path("models/base"), Path("models/gist"), Path("models/lora"), settings)
-    method = builder.build("rag", rag_index_dir=Path("data/rag_index/niah_en"), collection="niah_en")
+    methods = build_methods(["full/base", "gist"], readers, settings)
 """
 
 from __future__ import annotations
 
-import shutil
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from gistkv.decode import Decoded, greedy_decode
 from gistkv.errors import GistkvError
-from gistkv.io import read_json
-from gistkv.kv import GistKV, answer_ids, compress_ids
+from gistkv.kv import GistKV, answer_ids, compress_ids, text_sha256
 from gistkv.prompt import encode, query_text
 
 
-def stop_ids_for(tokenizer) -> set[int]:
-    """End of text, or a newline: every prompt asks for a one-line answer."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    newline = tokenizer.convert_tokens_to_ids("Ċ") if "Ċ" in tokenizer.get_vocab() else None
-    if newline is not None:
-        ids.add(newline)
-    return ids
+def question_query(question: dict) -> str:
+    """What follows the context: a task's own query (RULER, LongBench) or the free-form layout of ``gistkv ask``."""
+    return question["query"] if "query" in question else query_text(question["question"])
 
 
-def record_query(record: dict) -> str:
-    """What follows the context: a NIAH question + answer prefix, or a task's own prompt suffix."""
-    return record["query"] if "query" in record else query_text(record["question"], record["answer_prefix"])
+def context_text(document: dict) -> str:
+    """The text a method reads (or compresses) as the context: a task's own preamble, then the context."""
+    return document.get("prefix", "") + document["context"]
 
 
-def record_context_text(record: dict) -> str:
-    """The text a method reads (or compresses) as the context: a task's own prefix, then the context."""
-    return record.get("prefix", "") + record["context"]
+class SharedRead:
+    """One document's read by the base weights, made once; methods get their own copy (or the read
+    itself when only one method uses it) and are each charged ``seconds``."""
+
+    def __init__(self, reader, context_ids: list[int], consumers: int):
+        start = time.perf_counter()
+        self.cache = reader.encode_context(context_ids)
+        self.seconds = time.perf_counter() - start
+        self.consumers = consumers
+
+    def get(self):
+        import copy
+
+        return self.cache if self.consumers <= 1 else copy.deepcopy(self.cache)
 
 
-def record_context_ids(tokenizer, record: dict) -> list[int]:
-    return encode(tokenizer, record_context_text(record))
+@dataclass
+class Prepared:
+    state: object
+    budget_tokens: int            # context tokens (or gist tokens) the answer attends to, the question not counted
+    extra: dict = field(default_factory=dict)
 
 
 class FullContext:
-    name = "full"
+    uses_shared_read = True
 
-    def __init__(self, model, tokenizer, device: str):
-        self.model, self.tokenizer, self.device = model, tokenizer, device
-        self.stop_ids = stop_ids_for(tokenizer)
+    def __init__(self, reader, reader_name: str):
+        self.reader, self.reader_name = reader, reader_name
+        self.name = f"full/{reader_name}"
 
-    def prepare(self, record: dict) -> dict:
-        return {"context_repr_tokens": record["context_tokens"]}
+    def prepare(self, document: dict, context_ids: list[int], shared: SharedRead) -> Prepared:
+        return Prepared((shared.get(), len(context_ids)), len(context_ids))
 
-    def prompt_ids(self, record: dict) -> list[int]:
-        return record_context_ids(self.tokenizer, record) + encode(self.tokenizer, record_query(record))
-
-    def answer(self, record: dict, max_new_tokens: int) -> Decoded:
-        return greedy_decode(self.model, torch.tensor([self.prompt_ids(record)], device=self.device),
-                             max_new_tokens=max_new_tokens, stop_ids=self.stop_ids)
-
-
-class LoraControl(FullContext):
-    """The plain-LoRA control (Mu et al.'s "positive control"): trained on the same examples with
-    the same gist tokens in the sequence, but with ordinary causal attention, so the answer can
-    read the context directly. It answers from the full context: compression 1x."""
-
-    name = "lora"
-
-    def __init__(self, compressor):
-        super().__init__(compressor.model, compressor.tokenizer, compressor.device)
-        self.compressor = compressor
-
-    def answer(self, record: dict, max_new_tokens: int) -> Decoded:
-        # The training layout: context (read as in training, see Compressor.encode_context), gist tokens, query.
-        context_ids = record_context_ids(self.tokenizer, record)
-        start = time.perf_counter()
-        cache = self.compressor.encode_context(context_ids)
-        encode_s = time.perf_counter() - start
-        prompt = self.compressor.gist_ids + encode(self.tokenizer, record_query(record))
-        decoded = greedy_decode(self.model, torch.tensor([prompt], device=self.device), cache=cache,
-                                prefix_len=len(context_ids), first_position=len(context_ids),
-                                max_new_tokens=max_new_tokens, stop_ids=self.stop_ids)
-        decoded.ttft_s += encode_s          # reading the context is part of answering from it
+    def answer(self, prepared: Prepared, question: dict, max_new_tokens: int) -> Decoded:
+        cache, length = prepared.state
+        query = encode(self.reader.tokenizer, question_query(question))
+        decoded = greedy_decode(self.reader.model, torch.tensor([query], device=self.reader.device), cache=cache,
+                                prefix_len=length, first_position=length, max_new_tokens=max_new_tokens,
+                                stop_ids=self.reader.stop_ids)
+        cache.crop(length - cache.get_seq_length())     # back to the document alone for the next question
         return decoded
 
 
-class Rag(FullContext):
-    name = "rag"
+class Retrieval:
+    uses_shared_read = False
 
-    def __init__(self, model, tokenizer, device: str, index, top_k: int):
-        super().__init__(model, tokenizer, device)
-        self.index, self.top_k = index, top_k
-        self.retrieved: dict[str, list[dict]] = {}
+    def __init__(self, reader, reader_name: str, retriever, chunk_tokens: int, top_k: int):
+        self.reader, self.reader_name, self.retriever = reader, reader_name, retriever
+        self.chunk_tokens, self.top_k = chunk_tokens, top_k
+        self.name = f"rag{chunk_tokens * top_k}/{reader_name}"
 
-    def prepare(self, record: dict) -> dict:
-        start = time.perf_counter()
-        self.index.add(record["id"], record["context"])
-        index_s = time.perf_counter() - start
-        hits = self.index.retrieve(record["id"], record["question"], self.top_k)
-        self.retrieved[record["id"]] = hits
-        return {"index_s": index_s, "context_repr_tokens": sum(hit["num_tokens"] for hit in hits),
-                **({"retrieved_needle": any(record["needle"][:20] in hit["text"] for hit in hits)}
-                   if "needle" in record else {})}
+    def prepare(self, document: dict, context_ids: list[int], shared: SharedRead | None) -> Prepared:
+        self.retriever.add(document["id"], document["context"], self.chunk_tokens)
+        return Prepared(document, self.chunk_tokens * self.top_k)
 
-    def prompt_ids(self, record: dict) -> list[int]:
-        context = record.get("prefix", "") + "\n".join(hit["text"] for hit in self.retrieved[record["id"]])
-        return encode(self.tokenizer, context) + encode(self.tokenizer, record_query(record))
+    def answer(self, prepared: Prepared, question: dict, max_new_tokens: int) -> Decoded:
+        document = prepared.state
+        hits = self.retriever.retrieve(document["id"], question["question"], self.chunk_tokens, self.top_k)
+        retrieved = encode(self.reader.tokenizer, document.get("prefix", "") + "\n".join(hit["text"] for hit in hits))
+        cache = self.reader.encode_context(retrieved)
+        query = encode(self.reader.tokenizer, question_query(question))
+        decoded = greedy_decode(self.reader.model, torch.tensor([query], device=self.reader.device), cache=cache,
+                                prefix_len=len(retrieved), first_position=len(retrieved),
+                                max_new_tokens=max_new_tokens, stop_ids=self.reader.stop_ids)
+        if "needle" in question:    # did the retriever hand the reader the fact?
+            decoded.extra = {"retrieved_needle": any(question["needle"][:24] in hit["text"] for hit in hits)}
+        return decoded
+
+    def finish(self, prepared: Prepared) -> None:
+        self.retriever.drop(prepared.state["id"])
 
 
 class Gist:
+    """Compress (from the shared read), store the artifact, load it back, answer from it: the product's path."""
+
+    uses_shared_read = True
     name = "gist"
+    reader_name = "gist"
 
-    def __init__(self, compressor, kv_dir: str | Path, manifest: dict[str, dict], compress_s: dict[str, float]):
-        self.compressor, self.kv_dir, self.manifest = compressor, Path(kv_dir), manifest
-        self.compress_s = compress_s
-        self.tokenizer = compressor.tokenizer
-        self.loaded: dict[str, GistKV] = {}
+    def __init__(self, compressor, artifact_dir: str | Path | None = None):
+        self.compressor = compressor
+        self._scratch = None if artifact_dir else tempfile.TemporaryDirectory(prefix="gistkv-")
+        self.artifact_dir = Path(artifact_dir or self._scratch.name)
 
-    def prepare(self, record: dict) -> dict:
-        entry = self.manifest.get(record["id"])
-        if entry is None:
-            raise GistkvError(f"{self.kv_dir}/manifest.json: no artifact for {record['id']}; re-run extract_gist_kv.")
-        self.loaded[record["id"]] = GistKV.load(self.kv_dir / entry["file"], self.compressor)
-        return {"compress_s": self.compress_s.get(record["id"], float("nan")), "context_repr_tokens": self.compressor.meta["num_gist_tokens"],
-                "artifact_bytes": entry["bytes"]}
+    def prepare(self, document: dict, context_ids: list[int], shared: SharedRead) -> Prepared:
+        gist_kv = compress_ids(self.compressor, context_ids, cache=shared.get())
+        gist_kv.metadata["source_sha256"] = text_sha256(context_text(document))
+        path = self.artifact_dir / f"{document['id']}.safetensors"
+        gist_kv.save(path)
+        loaded = GistKV.load(path, self.compressor)
+        return Prepared(loaded, loaded.num_gist, {"artifact_bytes": path.stat().st_size})
 
-    def answer(self, record: dict, max_new_tokens: int) -> Decoded:
-        prompt = encode(self.tokenizer, record_query(record))
-        return answer_ids(self.compressor, self.loaded[record["id"]], prompt, max_new_tokens=max_new_tokens)
+    def answer(self, prepared: Prepared, question: dict, max_new_tokens: int) -> Decoded:
+        query = encode(self.compressor.tokenizer, question_query(question))
+        return answer_ids(self.compressor, prepared.state, query, max_new_tokens=max_new_tokens)
 
 
-class OnTheFlyGist:
-    """Gist without stored artifacts: compress prefix + context in-process (timed apart), answer the query."""
+class GistEmpty(Gist):
+    """The gist of an empty document, for every document: a floor that says what the gist alone guesses."""
 
-    name = "gist"
+    uses_shared_read = False
+    name = "gist/empty"
+    reader_name = "gist"
 
     def __init__(self, compressor):
-        self.compressor, self.tokenizer = compressor, compressor.tokenizer
-        self.cache: dict = {}
+        super().__init__(compressor)
+        self.empty: GistKV | None = None
 
-    def prepare(self, record: dict) -> dict:
-        start = time.perf_counter()
-        self.cache[record["id"]] = compress_ids(self.compressor, record_context_ids(self.tokenizer, record))
-        return {"compress_s": time.perf_counter() - start, "context_repr_tokens": len(self.compressor.gist_ids)}
-
-    def answer(self, record: dict, max_new_tokens: int) -> Decoded:
-        return answer_ids(self.compressor, self.cache.pop(record["id"]), encode(self.tokenizer, record_query(record)),
-                          max_new_tokens=max_new_tokens)
+    def prepare(self, document: dict, context_ids: list[int], shared: SharedRead | None) -> Prepared:
+        if self.empty is None:
+            self.empty = compress_ids(self.compressor, [])
+        return Prepared(self.empty, self.empty.num_gist)
 
 
-METHODS = ("full", "rag", "gist", "lora")
+def method_names(readers: list[str], rag_budgets: list[dict], gist: bool) -> list[str]:
+    names = [f"full/{reader}" for reader in readers]
+    names += [f"rag{budget['chunk_tokens'] * budget['top_k']}/{reader}" for budget in rag_budgets for reader in readers]
+    return names + (["gist", "gist/empty"] if gist else [])
 
 
-class MethodBuilder:
-    """Build methods by name, loading each model once (full and rag share the base model).
-
-    ``settings`` carries rag_chunk_tokens, rag_chunk_overlap and rag_top_k (``EvaluateParams``).
-    """
-
-    def __init__(self, base_dir: Path, gist_dir: Path, lora_dir: Path, settings):
-        self.base_dir, self.gist_dir, self.lora_dir, self.settings = Path(base_dir), Path(gist_dir), Path(lora_dir), settings
-        self._base = None
-
-    def base(self):
-        if self._base is None:
-            from gistkv.model import load_base
-
-            self._base = load_base(self.base_dir)
-        return self._base
-
-    def build(self, name: str, *, rag_index_dir: Path, collection: str, gist_kv_dir: Path | None = None,
-              compress_s: dict[str, float] | None = None):
-        """``gist_kv_dir``: answer gist from stored artifacts (its manifest.json); else compress in-process."""
-        if name not in METHODS:
-            raise GistkvError(f"method {name!r}: unknown (known: {', '.join(METHODS)}).")
-        if name in ("gist", "lora"):
-            from gistkv.compressor import load_compressor
-
-            if name == "lora":
-                return LoraControl(load_compressor(self.lora_dir, gist_mask=False))
-            compressor = load_compressor(self.gist_dir)
-            if gist_kv_dir is None:
-                return OnTheFlyGist(compressor)
-            return Gist(compressor, gist_kv_dir, read_json(Path(gist_kv_dir) / "manifest.json"), compress_s or {})
-        loaded = self.base()
-        if name == "full":
-            return FullContext(loaded.model, loaded.tokenizer, loaded.info["device"])
-        from gistkv.embedder import load_embedder
-        from gistkv.rag import RagIndex
-
-        shutil.rmtree(rag_index_dir, ignore_errors=True)        # rebuilt from scratch: indexing time is measured
-        index = RagIndex(rag_index_dir, collection, load_embedder(self.base_dir.parent / "embedder"), loaded.tokenizer,
-                         self.settings.rag_chunk_tokens, self.settings.rag_chunk_overlap)
-        return Rag(loaded.model, loaded.tokenizer, loaded.info["device"], index, self.settings.rag_top_k)
+def build_methods(names: list[str], readers: dict, retriever, rag_budgets: list[dict],
+                  artifact_dir: Path | None = None) -> list:
+    """Methods by name; ``readers`` maps base / tuned / gist to loaded compressors (``gistkv.readers``)."""
+    budgets = {budget["chunk_tokens"] * budget["top_k"]: budget for budget in rag_budgets}
+    methods = []
+    for name in names:
+        kind, _, reader_name = name.partition("/")
+        if kind == "gist":
+            methods.append(GistEmpty(readers["gist"]) if reader_name == "empty" else Gist(readers["gist"], artifact_dir))
+        elif kind == "full":
+            methods.append(FullContext(readers[reader_name], reader_name))
+        elif kind.startswith("rag") and kind[3:].isdigit() and int(kind[3:]) in budgets:
+            budget = budgets[int(kind[3:])]
+            methods.append(Retrieval(readers[reader_name], reader_name, retriever, budget["chunk_tokens"],
+                                     budget["top_k"]))
+        else:
+            raise GistkvError(f"method {name!r}: unknown (known: full/<reader>, rag<budget>/<reader>, gist, gist/empty).")
+    return methods

@@ -4,7 +4,7 @@ A model that lost the key answers with any number; one that holds the digits but
 order answers with the key's length and one or two digits off. Counting the wrong positions
 tells the two apart (and, for the gist runs here, points at the 4th digit).
 
-    gistkv near-misses data/eval/gist_niah_en.jsonl
+    gistkv near-misses data/eval/niah_test_en.jsonl --method gist
     >>> wrong_digit_positions([{"answer": "86196", "asserted": "86116"}, {"answer": "12345", "asserted": "7"}])
     {'answers': 2, 'wrong': 2, 'near_misses': 1, 'one_digit_off': 1, 'by_position': {1: 0, 2: 0, 3: 0, 4: 1, 5: 0}}
 """
@@ -16,7 +16,7 @@ def wrong_digit_positions(records: list[dict]) -> dict:
     """How many answers there are, how many are wrong, and where those of the key's length (near
     misses) differ from the key (1-based digit positions).
 
-    ``records`` carry ``answer`` and the scored ``asserted`` number (``gistkv.scoring.score_passkey``);
+    ``records`` carry ``answer`` and the scored ``asserted`` number (``gistkv.scoring.score_number``);
     answers without a number and numbers of another length are wrong but not near misses.
     """
     misses = [(record["answer"], record["asserted"]) for record in records
@@ -35,6 +35,7 @@ def wrong_digit_positions(records: list[dict]) -> dict:
             "by_position": by_position}
 
 
-def passkey_near_misses(predictions: list[dict]) -> dict:
-    """``wrong_digit_positions`` over the single-passkey records of an evaluation's predictions."""
-    return wrong_digit_positions([record for record in predictions if record.get("variant") == "passkey"])
+def present_near_misses(predictions: list[dict], method: str) -> dict:
+    """``wrong_digit_positions`` over one method's answers to questions whose document holds the fact."""
+    return wrong_digit_positions([row for row in predictions if row.get("method") == method
+                                  and row.get("kind") == "present"])

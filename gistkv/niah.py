@@ -1,92 +1,120 @@
-"""Needle-in-a-haystack sets, exactly reproducible and length-accurate in the model's tokens.
+"""Needle-in-a-haystack documents for training, dev and test, exactly reproducible and length-accurate.
 
-Two variants per language:
+A document is a haystack of real prose with one or more *facts* (needles from ``gistkv.needles``'
+families) and the *questions* asked about it: one per fact it holds, and one about a fact it does
+not hold (whose answer is the decline sentence). Training documents hold 1..``max_facts`` facts of
+the training families, keyed ones sometimes beside distractors. Dev and test documents hold one fact
+each and come in four groups, reported apart:
 
-* ``passkey`` — one needle, "The pass key is 12345. Remember it. …"
-* ``keyed``   — RULER-style "The special magic number for <name> is 12345." plus
-  ``num_distractors`` needles for other names, so retrieval must pick the right one.
+* ``seen``           a training family, on dev/test passages of the training sources
+* ``unseen_text``    a training family, on a source training never reads
+* ``unseen_family``  a family of this split only: needle wording and question training never saw
+* ``keyed``          a keyed training family beside ``num_distractors`` same-family needles of other names
 
-Train and eval never share a key (keys are bucketed by a hash), a name (even/odd halves of
-the name list) or a haystack passage (``haystack.split_pool``), and they use different seeds.
+Splits share no key (hash buckets), name (every third), passage (``passage_cycle``) or family.
 
     from gistkv.niah import NiahParams, generate
-    records = generate(params, lang="en", split="eval", tokenizer=tokenizer)
+    documents = generate(params, lang="en", split="test", tokenizer=tokenizer)
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gistkv.errors import GistkvError
 from gistkv.haystack import DESCRIPTIONS, NOISE, SOURCES, split_pool
+from gistkv.haystacker import Haystacker
+from gistkv.needles import SPLITS, Family, decline_answer, draw_key, load_families, split_names
 from gistkv.params import require
-from gistkv.prompt import encode
 
-VARIANTS = ("passkey", "keyed")
-
-
-@dataclass
-class Template:
-    needle: str          # {key}, and {name} for the keyed variant
-    question: str
-    answer_prefix: str
+GROUPS = ("seen", "unseen_text", "unseen_family", "keyed")
+EVAL_SPLITS = ("dev", "test")
+NEEDLE_SHARE = 3            # a training document's needles take at most a third of its tokens
 
 
 @dataclass
 class LanguageParams:
-    train_sources: list[str]
-    eval_sources: list[str]
-    passkey: Template
-    keyed: Template
-    names: list[str]     # keyed-variant names; even positions for train, odd for eval
+    train_sources: list[str]     # prose training reads; their dev/test passages are eval-only
+    unseen_sources: list[str]    # prose training never reads (dev and test passages)
+    names: list[str]             # whom keyed facts belong to; every third name per split
 
 
 @dataclass
-class SplitParams:
-    samples: int
-    context_lengths: list[int]   # target context length in the base model's tokens
-    depth_min: float             # needle depth range, fraction of the context
+class TrainSplitParams:
+    context_lengths: list[int]   # target context lengths in the base model's tokens ...
+    samples_per_length: list[int]  # ... and documents per language at each
+    depth_min: float
     depth_max: float
-    num_depths: int              # eval: grid of depths; train: 0 = uniform random in the range
-    keyed_fraction: float        # share of samples using the keyed variant
-    num_distractors: int         # extra needles with other names (keyed variant)
+    max_facts: int               # facts per document: uniform in 1..max_facts (distinct families)
+    max_distractors: int         # a keyed fact gets 0..max_distractors same-family needles of other names
+    absent_fraction: float       # share of documents also asked about a fact they do not hold
+    seed: int
+
+
+@dataclass
+class EvalSplitParams:
+    context_lengths: list[int]
+    samples_per_length: list[int]
+    depth_min: float
+    depth_max: float
+    num_depths: int              # grid of needle depths (the depth x length heatmaps)
+    num_distractors: int         # the keyed group's distractors
     seed: int
 
 
 @dataclass
 class NiahParams:
-    key_digits: int
-    tolerance: float             # allowed relative error of context_tokens vs target
-    block_sentences: int         # passage size for the train/eval split of a shared source
-    eval_block_every: int
-    splits: dict[str, SplitParams]
+    key_digits: list[int]        # [min, max] digits of a key, drawn per needle
+    tolerance: float             # allowed relative error of context_tokens vs the target
+    block_sentences: int         # passage size for dealing a source to the splits
+    passage_cycle: list[str]     # how a training source's passages are dealt, in turn
+    unseen_cycle: list[str]      # how an unseen source's passages are dealt (dev/test only)
+    families: dict[str, list[str]]   # split -> needle families (gistkv/niah_families.yaml)
+    train: TrainSplitParams
+    dev: EvalSplitParams
+    test: EvalSplitParams
     languages: dict[str, LanguageParams]
 
     def validate(self, where: str) -> None:
-        require(2 <= self.key_digits <= 9, f"{where}.key_digits", "must be between 2 and 9.")
-        require(set(self.splits) == {"train", "eval"}, f"{where}.splits", "must have exactly 'train' and 'eval'.")
-        for name, split in self.splits.items():
-            key = f"{where}.splits.{name}"
-            require(split.samples > 0, f"{key}.samples", f"must be positive, got {split.samples}.")
-            require(bool(split.context_lengths) and min(split.context_lengths) >= 32, f"{key}.context_lengths",
-                    "must list lengths of at least 32 tokens.")
-            require(0 <= split.depth_min <= split.depth_max <= 1, f"{key}.depth_min",
+        require(len(self.key_digits) == 2 and 2 <= self.key_digits[0] <= self.key_digits[1] <= 12,
+                f"{where}.key_digits", f"must be [min, max] with 2 <= min <= max <= 12, got {self.key_digits}.")
+        require(set(self.passage_cycle) <= set(SPLITS) and "train" in self.passage_cycle, f"{where}.passage_cycle",
+                f"must list splits of {', '.join(SPLITS)}, train among them.")
+        require(set(self.unseen_cycle) == set(EVAL_SPLITS), f"{where}.unseen_cycle", "must list dev and test.")
+        require(set(self.families) == set(SPLITS), f"{where}.families", f"must name families for {', '.join(SPLITS)}.")
+        known = load_families()
+        seen: dict[str, str] = {}
+        for split, names in self.families.items():
+            require(bool(names), f"{where}.families.{split}", "must name at least one family.")
+            for name in names:
+                require(name in known, f"{where}.families.{split}", f"unknown family '{name}' (known: {', '.join(known)}).")
+                require(name not in seen, f"{where}.families.{split}",
+                        f"family '{name}' is also in {seen.get(name)}: a family belongs to one split.")
+                seen[name] = split
+        require(any(known[name].keyed for name in self.families["train"]), f"{where}.families.train",
+                "needs a keyed family (the keyed group asks one).")
+        for split in SPLITS:
+            params, key = getattr(self, split), f"{where}.{split}"
+            require(len(params.context_lengths) == len(params.samples_per_length) > 0, f"{key}.samples_per_length",
+                    "must give one count per context length.")
+            require(min(params.context_lengths) >= 64, f"{key}.context_lengths", "must be at least 64 tokens.")
+            require(min(params.samples_per_length) >= 0 and sum(params.samples_per_length) > 0,
+                    f"{key}.samples_per_length", "must be >= 0 and not all 0.")
+            require(0 <= params.depth_min <= params.depth_max <= 1, f"{key}.depth_min",
                     "need 0 <= depth_min <= depth_max <= 1.")
-            require(0 <= split.keyed_fraction <= 1, f"{key}.keyed_fraction", "must be within [0, 1].")
-            require(split.num_distractors >= 0, f"{key}.num_distractors", "must be >= 0.")
+        require(self.train.max_facts >= 1 and self.train.max_distractors >= 0, f"{where}.train.max_facts",
+                "need max_facts >= 1 and max_distractors >= 0.")
+        require(0 <= self.train.absent_fraction <= 1, f"{where}.train.absent_fraction", "must be within [0, 1].")
         for lang, spec in self.languages.items():
             key = f"{where}.languages.{lang}"
-            for variant in VARIANTS:
-                template = getattr(spec, variant)
-                for part in ("needle", "question", "answer_prefix"):
-                    require(bool(getattr(template, part).strip()), f"{key}.{variant}.{part}", "must not be empty.")
-                require("{key}" in template.needle, f"{key}.{variant}.needle", "must contain {key}.")
-            require("{name}" in spec.keyed.needle and "{name}" in spec.keyed.question, f"{key}.keyed",
-                    "needle and question must contain {name}.")
-            require(len(spec.names) >= 4, f"{key}.names", "needs at least 4 names (half train, half eval).")
-            for source in spec.train_sources + spec.eval_sources:
-                require(source in SOURCES, f"{key}", f"unknown haystack source '{source}' (known: {', '.join(SOURCES)}).")
+            for source in spec.train_sources + spec.unseen_sources:
+                require(source in SOURCES, key, f"unknown haystack source '{source}' (known: {', '.join(SOURCES)}).")
+            require(bool(spec.train_sources) and bool(spec.unseen_sources), key,
+                    "needs train_sources and unseen_sources.")
+            wanted = 1 + max(self.dev.num_distractors, self.test.num_distractors, self.train.max_distractors) + 1
+            require(len(spec.names) >= 3 * wanted, f"{key}.names",
+                    f"needs at least {3 * wanted} names (a third per split, enough for distractors and absent ones).")
 
 
 def language(params: NiahParams, lang: str) -> LanguageParams:
@@ -95,206 +123,172 @@ def language(params: NiahParams, lang: str) -> LanguageParams:
     return params.languages[lang]
 
 
-def is_eval_key(key: int) -> bool:
-    """A fixed hash bucket (about 1 key in 5) reserved for evaluation."""
-    return (key * 2654435761 >> 7) % 5 == 0
-
-
-def draw_key(rng: random.Random, digits: int, split: str, used: set[int]) -> int:
-    while True:
-        key = rng.randrange(10 ** (digits - 1), 10 ** digits)
-        if is_eval_key(key) == (split == "eval") and key not in used:
-            used.add(key)
-            return key
-
-
-def split_names(names: list[str], split: str) -> list[str]:
-    return names[0::2] if split == "train" else names[1::2]
-
-
-class Haystacker:
-    """Builds contexts of an exact token length from a sentence pool, with needles at sentence boundaries."""
-
-    def __init__(self, tokenizer, tolerance: float):
-        self.tokenizer = tokenizer
-        self.tolerance = tolerance
-        self._lengths: dict[str, int] = {}
-
-    def tokens(self, text: str) -> int:
-        return len(encode(self.tokenizer, text))
-
-    def sentence_tokens(self, sentence: str) -> int:
-        if sentence not in self._lengths:
-            self._lengths[sentence] = self.tokens(" " + sentence)
-        return self._lengths[sentence]
-
-    def build(self, pool: tuple[str, ...], rng: random.Random, target: int,
-              needles: list[tuple[float, str]]) -> tuple[str, list[int]]:
-        """Return (context, start token of each needle). ``needles`` are (depth, text) pairs.
-
-        The haystack is a run of consecutive sentences from a random point of ``pool``; its
-        character length is found by bisection so the whole context lands on ``target`` tokens.
-        Needles go between sentences; only the haystack's last sentence may be cut.
-        """
-        start = rng.randrange(len(pool))
-        sentences, used = [], 0
-        while used < target + 64:
-            sentence = pool[(start + len(sentences)) % len(pool)]
-            used += self.sentence_tokens(sentence)
-            sentences.append(sentence)
-            if len(sentences) > 100_000:
-                raise GistkvError("niah: haystack pool too small to reach the target length.")
-        budget = target - sum(self.tokens(" " + text) for _, text in needles)
-        if budget < target // 4:
-            raise GistkvError(f"niah: the needles take {target - budget} of the {target} target tokens; raise "
-                              "niah.splits.<split>.context_lengths or lower num_distractors.")
-        best: tuple[int, str, list[int]] | None = None
-        for _ in range(4):
-            context, starts = self._cut(sentences, needles, budget)
-            count = self.tokens(context)
-            if best is None or abs(count - target) < abs(best[0] - target):
-                best = (count, context, starts)
-            if count == target:
-                break
-            budget += target - count
-        # Multi-token characters (Hangul) can make the budget jump past the target: search around it.
-        for delta in (1, -1, 2, -2, 3, -3, 4, -4):
-            if best[0] == target:
-                break
-            context, starts = self._cut(sentences, needles, budget + delta)
-            count = self.tokens(context)
-            if abs(count - target) < abs(best[0] - target):
-                best = (count, context, starts)
-        count, context, starts = best
-        # One token of slack: a Hangul syllable can be 2-3 byte tokens, so short targets cannot always land exactly.
-        if abs(count - target) > max(1.0, target * self.tolerance):
-            raise GistkvError(f"niah: could not hit {target} tokens within ±{self.tolerance:.0%} (got {count}).")
-        return context, starts
-
-    def _cut(self, sentences: list[str], needles: list[tuple[float, str]], budget: int) -> tuple[str, list[int]]:
-        haystack = " ".join(sentences)
-        low, high = 0, len(haystack)
-        while low < high:                      # largest prefix with at most `budget` tokens
-            middle = (low + high + 1) // 2
-            if self.tokens(haystack[:middle]) <= budget:
-                low = middle
-            else:
-                high = middle - 1
-        prefix = haystack[:low].rstrip()
-        units, offset = [], 0
-        for sentence in sentences:
-            if offset >= len(prefix):
-                break
-            units.append(prefix[offset:offset + len(sentence)])
-            offset += len(sentence) + 1
-        complete = sum(1 for unit, sentence in zip(units, sentences) if unit == sentence)
-        return self._assemble(units, needles, complete)
-
-    def _assemble(self, units: list[str], needles: list[tuple[float, str]], complete: int) -> tuple[str, list[int]]:
-        slots = [min(round(depth * complete), complete) for depth, _ in needles]
-        pieces: list[str] = []
-        starts = [0] * len(needles)
-        for position in range(len(units) + 1):
-            for index, slot in enumerate(slots):
-                if slot == position:
-                    starts[index] = self.tokens(" ".join(pieces)) if pieces else 0
-                    pieces.append(needles[index][1])
-            if position < len(units):
-                pieces.append(units[position])
-        return " ".join(pieces), starts
-
-
 def sentence_pools(params: NiahParams, lang: str, split: str) -> dict[str, tuple[str, ...]]:
-    """Haystack sentences per source of ``lang``'s ``split``; training never holds an eval sentence.
+    """Haystack sentences per source for ``split``; training never holds a dev or test sentence.
 
     Two texts can share sentences (pdb's docstrings quote its manual in ``pydoc``), so besides the
-    passage split of a shared source, every sentence of an eval pool is dropped from the training pools.
+    passage split, every sentence of a dev/test pool is dropped from the training pools.
     """
     spec = language(params, lang)
-    shared = set(spec.train_sources) & set(spec.eval_sources)
 
     def pool(source: str, which: str) -> tuple[str, ...]:
-        return split_pool(source, which, source in shared, params.block_sentences, params.eval_block_every)
+        cycle = params.passage_cycle if source in spec.train_sources else params.unseen_cycle
+        return split_pool(source, which, cycle, params.block_sentences)
 
-    if split == "eval":
-        return {source: pool(source, "eval") for source in spec.eval_sources}
-    held_out = {sentence for source in spec.eval_sources if source not in NOISE for sentence in pool(source, "eval")}
+    if split != "train":
+        return {source: pool(source, split) for source in spec.train_sources + spec.unseen_sources}
+    held_out = {sentence for source in spec.train_sources + spec.unseen_sources if source not in NOISE
+                for which in EVAL_SPLITS for sentence in pool(source, which)}
     pools = {}
     for source in spec.train_sources:
         kept = tuple(sentence for sentence in pool(source, "train") if sentence not in held_out)
         if not kept:
-            raise GistkvError(f"niah.languages.{lang}.train_sources: '{source}' has no sentence left that the "
-                              "eval split does not use.")
+            raise GistkvError(f"niah.languages.{lang}.train_sources: '{source}' has no sentence left that dev and "
+                              "test do not use.")
         pools[source] = kept
     return pools
 
 
+class DocumentMaker:
+    """Facts, needles and questions of one language and split, drawn from one seeded RNG."""
+
+    def __init__(self, params: NiahParams, lang: str, split: str, tokenizer):
+        self.params, self.lang, self.split = params, lang, split
+        self.rng = random.Random(f"{getattr(params, split).seed}-{lang}-{split}")
+        families = load_families()
+        self.train_families = [families[name] for name in params.families["train"]]
+        self.split_families = [families[name] for name in params.families[split]]
+        self.names = split_names(language(params, lang).names, split)
+        self.decline = decline_answer(lang)
+        self.used_keys: set[int] = set()
+        self.haystacker = Haystacker(tokenizer, params.tolerance)
+        self.pools = sentence_pools(params, lang, split)
+
+    def fact(self, family: Family, name: str, depth: float) -> dict:
+        key = draw_key(self.rng, tuple(self.params.key_digits), self.split, self.used_keys)
+        needle = self.rng.choice(family.needles(self.lang)).format(key=key, name=name)
+        return {"family": family.name, "name": name, "key": key, "needle": needle, "depth_bin": round(depth, 4)}
+
+    def question(self, family: Family, name: str, answer: str, kind: str) -> dict:
+        wording = self.rng.choice(family.questions(self.lang)).format(name=name)
+        return {"kind": kind, "family": family.name, "name": name, "question": wording, "answer": answer}
+
+    def absent_question(self, facts: list[dict], pool: list[Family]) -> dict:
+        """A question about a fact the document does not hold: a keyed fact's family with a name not in the
+        document, else a family the document does not hold."""
+        families = load_families()
+        keyed = [fact for fact in facts if families[fact["family"]].keyed and fact.get("target", True)]
+        if keyed and self.rng.random() < 0.5:
+            family = families[keyed[0]["family"]]
+            used = {fact["name"] for fact in facts}
+            return self.question(family, self.rng.choice([n for n in self.names if n not in used]), self.decline,
+                                 "absent")
+        held = {fact["family"] for fact in facts}
+        family = self.rng.choice([family for family in pool if family.name not in held])
+        return self.question(family, self.rng.choice(self.names) if family.keyed else "", self.decline, "absent")
+
+    def document(self, index: int, length: int, source: str, facts: list[dict], questions: list[dict],
+                 group: str) -> dict:
+        needles = [(fact["depth_bin"], fact["needle"]) for fact in facts]
+        context, starts = self.haystacker.build(self.pools[source], self.rng, length, needles)
+        context_tokens = self.haystacker.tokens(context)
+        for fact, start in zip(facts, starts):
+            fact["depth"] = round(start / context_tokens, 4)
+        by_target = {(fact["family"], fact["name"]): fact for fact in facts if fact.pop("target", True)}
+        for question in questions:
+            fact = by_target.get((question["family"], question["name"])) if question["kind"] == "present" else None
+            question.update(depth=fact["depth"] if fact else None, depth_bin=fact["depth_bin"] if fact else None)
+        return {"id": f"{self.lang}-{self.split}-{index:05d}", "lang": self.lang, "split": self.split, "group": group,
+                "haystack": source, "target_tokens": length, "context_tokens": context_tokens, "context": context,
+                "facts": facts, "questions": questions}
+
+
+def training_document(maker: DocumentMaker, index: int, length: int) -> dict:
+    split = maker.params.train
+    rng = maker.rng
+    families = rng.sample(maker.train_families, k=min(rng.randint(1, split.max_facts), len(maker.train_families)))
+    facts, questions, names = [], [], list(maker.names)
+    rng.shuffle(names)
+    room = length // NEEDLE_SHARE        # needle tokens: the haystack stays most of the context
+
+    def fits(fact: dict) -> bool:
+        used = sum(maker.haystacker.tokens(" " + other["needle"]) for other in facts)
+        return not facts or used + maker.haystacker.tokens(" " + fact["needle"]) <= room
+
+    for family in families:
+        name = names.pop() if family.keyed else ""
+        fact = maker.fact(family, name, rng.uniform(split.depth_min, split.depth_max))
+        if not fits(fact):
+            break
+        facts.append(fact)
+        questions.append(maker.question(family, name, fact["key"], "present"))
+        if family.keyed:
+            for _ in range(min(rng.randint(0, split.max_distractors), len(names) - 1)):
+                distractor = dict(maker.fact(family, names.pop(), rng.uniform(split.depth_min, split.depth_max)),
+                                  target=False)
+                if fits(distractor):
+                    facts.append(distractor)
+    if rng.random() < split.absent_fraction:
+        questions.append(maker.absent_question(facts, maker.train_families))
+    rng.shuffle(questions)
+    source = rng.choice(language(maker.params, maker.lang).train_sources)
+    return maker.document(index, length, source, facts, questions, "train")
+
+
+def eval_document(maker: DocumentMaker, index: int, slot: int, length: int) -> dict:
+    """The ``slot``-th document at ``length``: groups, depths and sources on a grid (balanced cells)."""
+    split = getattr(maker.params, maker.split)
+    spec = language(maker.params, maker.lang)
+    rng = maker.rng
+    group = GROUPS[slot % len(GROUPS)]
+    turn = slot // len(GROUPS)
+    depths = [split.depth_min + (split.depth_max - split.depth_min) * i / max(split.num_depths - 1, 1)
+              for i in range(max(split.num_depths, 1))]
+    depth = depths[turn % len(depths)]
+    sources = {"seen": spec.train_sources, "unseen_text": spec.unseen_sources}.get(
+        group, spec.train_sources + spec.unseen_sources)
+    source = sources[(turn // len(depths)) % len(sources)]
+    if group == "unseen_family":
+        family = rng.choice(maker.split_families)
+    elif group == "keyed":
+        family = rng.choice([family for family in maker.train_families if family.keyed])
+    else:
+        family = rng.choice(maker.train_families)
+    names = list(maker.names)
+    rng.shuffle(names)
+    name = names.pop() if family.keyed else ""
+    target = maker.fact(family, name, depth)
+    facts = [target]
+    if group == "keyed":
+        facts += [dict(maker.fact(family, names.pop(), rng.uniform(split.depth_min, split.depth_max)), target=False)
+                  for _ in range(split.num_distractors)]
+    questions = [maker.question(family, name, target["key"], "present"),
+                 maker.absent_question(facts, maker.train_families + maker.split_families)]
+    return maker.document(index, length, source, facts, questions, group)
+
+
 def generate(params: NiahParams, lang: str, split: str, tokenizer, max_positions: int | None = None) -> list[dict]:
-    spec = language(params, lang)
-    split_params = params.splits[split]
+    split_params = getattr(params, split)
     if max_positions is not None and max(split_params.context_lengths) >= max_positions:
-        raise GistkvError(f"niah.splits.{split}.context_lengths: {max(split_params.context_lengths)} tokens exceeds "
-                          f"the model's {max_positions} positions.")
-    sources = spec.train_sources if split == "train" else spec.eval_sources
-    pools = sentence_pools(params, lang, split)
-    rng = random.Random(f"{split_params.seed}-{lang}-{split}")
-    names = split_names(spec.names, split)
-    haystacker = Haystacker(tokenizer, params.tolerance)
-    lengths = split_params.context_lengths
-    depths = ([split_params.depth_min + (split_params.depth_max - split_params.depth_min) * i
-               / max(split_params.num_depths - 1, 1) for i in range(split_params.num_depths)]
-              if split_params.num_depths > 0 else [])
-    used_keys: set[int] = set()
-    records = []
-    for index in range(split_params.samples):
-        # Eval: a grid over length x depth x source (for heatmaps); train: random draws.
-        if depths:
-            length = lengths[index % len(lengths)]
-            depth = depths[(index // len(lengths)) % len(depths)]
-            source = sources[(index // (len(lengths) * len(depths))) % len(sources)]
-        else:
-            length = rng.choice(lengths)
-            depth = rng.uniform(split_params.depth_min, split_params.depth_max)
-            source = rng.choice(sources)
-        keyed = rng.random() < split_params.keyed_fraction
-        key = draw_key(rng, params.key_digits, split, used_keys)
-        record = {"id": f"{lang}-{split}-{index:05d}", "lang": lang, "split": split, "haystack": source,
-                  "target_tokens": length, "variant": "keyed" if keyed else "passkey", "answer": str(key),
-                  "key": str(key)}
-        if keyed:
-            chosen = rng.sample(names, k=min(len(names), 1 + split_params.num_distractors))
-            name = chosen[0]
-            template = spec.keyed
-            needles = [(depth, template.needle.format(name=name, key=key))]
-            distractors = []
-            for other in chosen[1:]:
-                other_key = draw_key(rng, params.key_digits, split, used_keys)
-                distractors.append({"name": other, "key": str(other_key)})
-                needles.append((rng.uniform(split_params.depth_min, split_params.depth_max),
-                                template.needle.format(name=other, key=other_key)))
-            record.update(name=name, distractors=distractors)
-            question = template.question.format(name=name)
-            prefix = template.answer_prefix.format(name=name)
-        else:
-            template = spec.passkey
-            needles = [(depth, template.needle.format(key=key))]
-            record.update(name="", distractors=[])
-            question, prefix = template.question, template.answer_prefix
-        context, starts = haystacker.build(pools[source], rng, length, needles)
-        context_tokens = haystacker.tokens(context)
-        record.update(context=context, needle=needles[0][1], question=question, answer_prefix=prefix,
-                      context_tokens=context_tokens, depth=round(starts[0] / context_tokens, 4),
-                      depth_bin=round(depth, 4))
-        records.append(record)
-    return records
+        raise GistkvError(f"niah.{split}.context_lengths: {max(split_params.context_lengths)} tokens exceeds the "
+                          f"model's {max_positions} positions.")
+    maker = DocumentMaker(params, lang, split, tokenizer)
+    documents = []
+    for length, count in zip(split_params.context_lengths, split_params.samples_per_length):
+        for slot in range(count):
+            index = len(documents)
+            documents.append(training_document(maker, index, length) if split == "train"
+                             else eval_document(maker, index, slot, length))
+    return documents
 
 
 def data_card(params: NiahParams, lang: str, counts: dict[str, int], tokenizer_name: str) -> dict:
     spec = language(params, lang)
     return {"lang": lang, "counts": counts, "tokenizer": tokenizer_name,
-            "sources": {split: {source: DESCRIPTIONS[source] for source in getattr(spec, f"{split}_sources")}
-                        for split in ("train", "eval")},
-            "disjointness": "different seeds; eval keys in a reserved hash bucket; names split even/odd; shared "
-                            f"sources cut into {params.block_sentences}-sentence passages, every "
-                            f"{params.eval_block_every}th to eval",
-            "splits": {name: vars(split) for name, split in params.splits.items()}}
+            "sources": {"train": {source: DESCRIPTIONS[source] for source in spec.train_sources},
+                        "unseen (dev/test only)": {source: DESCRIPTIONS[source] for source in spec.unseen_sources}},
+            "families": params.families, "groups": list(GROUPS),
+            "disjointness": "keys in per-split hash buckets; names every third per split; passages of "
+                            f"{params.block_sentences} sentences dealt by {params.passage_cycle} (unseen sources by "
+                            f"{params.unseen_cycle}); needle families per split; different seeds",
+            "splits": {split: vars(getattr(params, split)) for split in SPLITS}}

@@ -122,20 +122,19 @@ def make_gist_trainer():
     return GistTrainer
 
 
-def make_held_out_accuracy(records: list[dict], tokenizer, gist_ids: list[int], use_gist_mask: bool,
-                           context_read: ContextRead, resume_from: str | None, reads: BaseReads | None = None):
-    """A callback that measures answer accuracy on held-out *training-split* records at every
-    evaluation, with the inference code itself (compress + answer from the gist cache, or the
-    control's full-context answer): the accuracy-vs-steps curve. The curve so far is saved in
-    each checkpoint, so a resumed run keeps its earlier points."""
+def make_held_out_accuracy(documents: list[dict], tokenizer, gist_ids: list[int], use_gist_mask: bool,
+                           context_read: ContextRead, resume_from: str | None, reads: BaseReads | None = None,
+                           max_new_tokens: int = 16):
+    """A callback that answers the held-out (dev) documents' questions at every evaluation, with the
+    inference code itself (compress + store + answer from the gist file, or the control's full-context
+    answer): the accuracy-vs-steps curve, and how often questions about absent facts are declined. The
+    curve so far is saved in each checkpoint, so a resumed run keeps its earlier points."""
     from transformers import TrainerCallback
 
     from gistkv.compressor import untrained_compressor
-    from gistkv.evaluate import evaluate_method
-    from gistkv.methods import LoraControl, OnTheFlyGist
-    from gistkv.prompt import answer_text, encode
+    from gistkv.evaluate import evaluate_documents, score_niah
+    from gistkv.methods import FullContext, Gist
 
-    answer_tokens = max(len(encode(tokenizer, answer_text(record["answer"]))) for record in records) + 1
     saved = Path(resume_from) / VAL_ACCURACY if resume_from else None
 
     class HeldOutAccuracy(TrainerCallback):
@@ -148,11 +147,14 @@ def make_held_out_accuracy(records: list[dict], tokenizer, gist_ids: list[int], 
             peft_model = unwrap(model)
             device = str(next(peft_model.parameters()).device)
             compressor = untrained_compressor(peft_model, tokenizer, len(gist_ids), device, context_read)
-            compressor.context_reads = reads
-            method = OnTheFlyGist(compressor) if use_gist_mask else LoraControl(compressor)
-            _, metrics = evaluate_method(method, records, max_new_tokens=answer_tokens, warmup_samples=0)
+            compressor.reads = reads
+            method = Gist(compressor) if use_gist_mask else FullContext(compressor, "tuned")
+            rows = evaluate_documents([method], compressor, documents, max_new_tokens, score_niah, warm_up_first=False)
+            present = [row["correct"] for row in rows if row["kind"] == "present"]
+            absent = [row["declined"] for row in rows if row["kind"] == "absent"]
             self.curve = [point for point in self.curve if point["step"] != state.global_step]
-            self.curve.append({"step": state.global_step, "val_accuracy": metrics["accuracy"]})
+            self.curve.append({"step": state.global_step, "val_accuracy": round(sum(present) / len(present), 4),
+                               "val_absent_declined": round(sum(absent) / len(absent), 4) if absent else None})
 
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:

@@ -1,12 +1,17 @@
-"""Stage evaluate: one method on one dataset -> predictions and flat metrics.
+"""Stage evaluate: every method on one dataset (dev or test NIAH per language, or RULER).
 
-    python stages/evaluate.py --method full --dataset niah_en
-    python stages/evaluate.py --method rag  --dataset niah_ko
-    python stages/evaluate.py --method gist --dataset niah_en
-    python stages/evaluate.py --method lora --dataset niah_en   # plain-LoRA control (models/lora)
-    dvc repro evaluate            # every method x dataset (a DVC matrix)
+    python stages/evaluate.py --dataset niah_test_en
+    python stages/evaluate.py --dataset niah_dev_ko        # recipe decisions are made on dev
+    python stages/evaluate.py --dataset ruler
+    dvc repro evaluate                                     # all of them (a DVC matrix)
+    python stages/evaluate.py --dataset niah_dev_en --methods gist --gist models/gist-seed43 \
+        --gist-kv /tmp/kv --predictions /tmp/eval --metrics /tmp/metrics     # one method of another run
 
-Writes data/eval/<method>_<dataset>.jsonl and metrics/eval/<method>_<dataset>.json.
+Methods: full/<reader>, rag<budget>/<reader> for each reader in evaluate.readers and each budget in
+evaluate.rag.budgets, gist (compressed, stored in data/gist_kv/<dataset>/, loaded back, answered) and
+gist/empty. Each document is read once for all methods that read it whole. Writes
+data/eval/<dataset>.jsonl (one row per document x question x method) and
+metrics/eval/<dataset>/<method>.json.
 """
 
 from pathlib import Path
@@ -16,46 +21,73 @@ import typer
 from rich.progress import Progress
 
 from gistkv.errors import GistkvError
-from gistkv.evaluate import EvaluateParams, evaluate_method
-from gistkv.io import read_json, read_jsonl, write_json, write_jsonl
-from gistkv.methods import MethodBuilder
+from gistkv.evaluate import EvaluateParams, evaluate_documents, score_niah, score_ruler
+from gistkv.io import atomic_dir, read_jsonl, write_json, write_jsonl
+from gistkv.methods import build_methods, method_names
 from gistkv.params import load_section
+from gistkv.readers import load_readers
+from gistkv.retrieval import Retriever, load_embedding_function
 from gistkv.stage import seed_everything, stage_errors
+from gistkv.summaries import niah_metrics, ruler_metrics
 
 app = typer.Typer(add_completion=False)
 
 
-def dataset_records(niah: Path, dataset: str) -> list[dict]:
-    if not dataset.startswith("niah_"):
-        raise GistkvError(f"--dataset {dataset}: unknown (expected niah_<lang>).")
-    return read_jsonl(niah / dataset.removeprefix("niah_") / "eval.jsonl")
+def dataset_file(dataset: str, niah: Path, ruler: Path) -> Path:
+    if dataset == "ruler":
+        return ruler / "ruler.jsonl"
+    parts = dataset.split("_")
+    if len(parts) != 3 or parts[0] != "niah" or parts[1] not in ("dev", "test"):
+        raise GistkvError(f"--dataset {dataset}: unknown (expected niah_<dev|test>_<lang> or ruler).")
+    return niah / parts[2] / f"{parts[1]}.jsonl"
+
+
+def method_slug(name: str) -> str:
+    return name.replace("/", "-")
 
 
 @app.command()
-def main(method: str = typer.Option(...), dataset: str = typer.Option(...), params: Path = Path("params.yaml"),
-         base: Path = Path("models/base"), gist: Path = Path("models/gist"), lora: Path = Path("models/lora"),
-         niah: Path = Path("data/niah"),
-         gist_kv: Path = Path("data/gist_kv"), compress_times: Path = Path("metrics/extract/compress_times.json"),
-         predictions_dir: Path = Path("data/eval"), metrics_dir: Path = Path("metrics/eval")) -> None:
+def main(dataset: str = typer.Option(...), params: Path = Path("params.yaml"), base: Path = Path("models/base"),
+         gist: Path = Path("models/gist"), lora: Path = Path("models/lora"), niah: Path = Path("data/niah"),
+         ruler: Path = Path("data/ruler"), embedder_cache: Path = Path("models/embedder"),
+         gist_kv: Path = Path("data/gist_kv"), predictions: Path = Path("data/eval"),
+         metrics: Path = Path("metrics/eval"),
+         methods: str = typer.Option("", help="comma-separated method names (default: all the params name)")) -> None:
     with stage_errors():
         settings = load_section(params, "evaluate", EvaluateParams)
         torch.set_num_threads(settings.torch_threads)
         seed_everything(0)
-        records = dataset_records(niah, dataset)
-        runner = MethodBuilder(base, gist, lora, settings).build(
-            method, rag_index_dir=predictions_dir.parent / "rag_index" / dataset, collection=dataset,
-            gist_kv_dir=gist_kv / dataset, compress_s=read_json(compress_times).get(dataset, {}) if method == "gist" else {})
-        with Progress() as progress:
-            task = progress.add_task(f"{method} on {dataset}", total=len(records))
-            predictions, metrics = evaluate_method(runner, records, settings.max_new_tokens, settings.warmup_samples,
-                                                   progress=lambda: progress.advance(task))
-        metrics.update(method=method, dataset=dataset)
-        metrics = {key: metrics[key] for key in sorted(metrics)}
-        write_jsonl(predictions_dir / f"{method}_{dataset}.jsonl", predictions)
-        write_json(metrics_dir / f"{method}_{dataset}.json", metrics)
-        typer.echo(f"{method} {dataset}: accuracy {metrics['accuracy']:.3f} "
-                   f"[{metrics['accuracy_ci_low']:.3f}, {metrics['accuracy_ci_high']:.3f}], "
-                   f"compression {metrics['compression_ratio']}x, ttft {metrics['ttft_s']}s")
+        documents = read_jsonl(dataset_file(dataset, niah, ruler))
+        names = method_names(settings.readers, settings.rag.budgets, gist=True)
+        if dataset == "ruler":
+            names = [name for name in names if name in settings.ruler_methods]
+        if methods:
+            unknown = sorted(set(methods.split(",")) - set(names))
+            if unknown:
+                raise GistkvError(f"--methods: {', '.join(unknown)} not among {', '.join(names)}.")
+            names = methods.split(",")
+        readers = load_readers(base, gist, lora, {"gist" if name.startswith("gist") else name.partition("/")[2]
+                                                  for name in names})
+        retriever = Retriever(load_embedding_function(settings.rag.embedder, embedder_cache, settings.torch_threads),
+                              readers["base"].tokenizer)
+        with atomic_dir(gist_kv / dataset) as artifacts, Progress() as progress:
+            runners = build_methods(names, readers, retriever, settings.rag.budgets, artifacts)
+            task = progress.add_task(f"{len(names)} methods on {dataset}", total=len(documents))
+            rows = evaluate_documents(runners, readers["base"], documents, settings.max_new_tokens,
+                                      score_ruler if dataset == "ruler" else score_niah,
+                                      progress=lambda: progress.advance(task))
+        summarize = ruler_metrics if dataset == "ruler" else niah_metrics
+        with atomic_dir(metrics / dataset) as out:
+            for name in names:
+                method_rows = [row for row in rows if row["method"] == name]
+                reader = method_rows[0]["reader"]
+                write_json(out / f"{method_slug(name)}.json",
+                           {"method": name, "reader": reader, "dataset": dataset, **summarize(method_rows)})
+        write_jsonl(predictions / f"{dataset}.jsonl", rows)
+        for name in names:
+            found = [row for row in rows if row["method"] == name and row.get("kind", "present") == "present"]
+            share = sum(row["correct"] for row in found) / max(len(found), 1)
+            typer.echo(f"{dataset} {name:>14}: {share:.1%} of {len(found)}")
 
 
 if __name__ == "__main__":

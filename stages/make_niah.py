@@ -1,6 +1,6 @@
-"""Stage make_niah: English / Korean needle-in-a-haystack sets (train and eval) from packaged prose.
+"""Stage make_niah: English / Korean needle-in-a-haystack documents (train, dev, test) from packaged prose.
 
-    python stages/make_niah.py --lang en     # writes data/niah/en/{train,eval}.jsonl and card.json
+    python stages/make_niah.py --lang en     # writes data/niah/en/{train,dev,test}.jsonl and card.json
     dvc repro make_niah@ko
 """
 
@@ -10,6 +10,7 @@ import typer
 
 from gistkv.io import atomic_dir, write_json, write_jsonl
 from gistkv.model import load_tokenizer
+from gistkv.needles import SPLITS
 from gistkv.niah import NiahParams, data_card, generate, language
 from gistkv.params import load_section
 from gistkv.stage import stage_errors
@@ -25,7 +26,7 @@ def main(lang: str = typer.Option(..., help="language key under niah.languages (
         niah_params = load_section(params, "niah", NiahParams)
         language(niah_params, lang)
         tokenizer, max_positions = load_tokenizer(base)
-        splits = {split: generate(niah_params, lang, split, tokenizer, max_positions) for split in ("train", "eval")}
+        splits = {split: generate(niah_params, lang, split, tokenizer, max_positions) for split in SPLITS}
         with atomic_dir(out_root / lang) as tmp:
             counts = {split: write_jsonl(tmp / f"{split}.jsonl", records) for split, records in splits.items()}
             write_json(tmp / "card.json", data_card(niah_params, lang, counts, tokenizer.name_or_path))

@@ -4,12 +4,13 @@
     dvc exp run -S gist.num_tokens=25                   # variant; only downstream stages re-run
     python stages/train_gist.py   # with train.num_processes: 2 -> DDP workers (accelerate on CUDA)
     python stages/train_gist.py --control --out models/lora --checkpoints models/lora_checkpoints \
-        --metrics metrics/train_lora                    # plain-LoRA control: same recipe, no gist mask
+        --metrics metrics/train_lora                    # plain-LoRA control: same recipe, no gist tokens
 
-Writes models/gist/ (adapter, tokenizer, compressor.json), metrics/train/train.json,
-metrics/train/{loss,eval_loss,val_accuracy}.tsv (dvc plots; val_accuracy = answers right on the
-held-out training records, measured with the inference code) and metrics/train/gist_mask.png; checkpoints go to the
-persisted models/gist_checkpoints/ so an interrupted run resumes.
+Trains on data/niah/<lang>/train.jsonl; the held-out checks answer the first train.validation_samples
+dev documents (data/niah/<lang>/dev.jsonl), never test. Writes models/gist/ (adapter, tokenizer,
+compressor.json), metrics/train/train.json, metrics/train/{loss,eval_loss,val_accuracy}.tsv (dvc plots;
+val_accuracy = dev answers right, measured with the inference code) and metrics/train/gist_mask.png;
+checkpoints go to the persisted models/gist_checkpoints/ so an interrupted run resumes.
 """
 
 import dataclasses
@@ -26,7 +27,9 @@ from gistkv.io import atomic_dir, write_json, write_text
 from gistkv.params import load_section
 from gistkv.plots import plot_mask
 from gistkv.stage import stage_errors
-from gistkv.train import GistParams, TrainParams, curve, train_compressor, training_records
+from gistkv.train import curve, train_compressor
+from gistkv.train_config import GistParams, TrainParams
+from gistkv.train_records import training_documents, validation_documents
 
 app = typer.Typer(add_completion=False)
 LAUNCHED = "GISTKV_DISTRIBUTED_WORKER"
@@ -55,7 +58,7 @@ def relaunch_distributed(num_processes: int) -> None:
 
 def write_mask_picture(path: Path, num_gist: int, use_gist_mask: bool) -> None:
     """A readable picture: a short context, the gist block and a short query/answer."""
-    example = {"context_ids": list(range(12)), "query_ids": list(range(5)), "answer_ids": list(range(3))}
+    example = {"context_ids": list(range(12)), "questions": [(list(range(5)), list(range(3)))]}
     batch = GistCollator(list(range(100, 100 + num_gist)), 0, use_gist_mask=use_gist_mask)([example])
     allowed = (batch["attention_mask"][0, 0] == 0).numpy()
     end_gist = 12 + num_gist
@@ -70,26 +73,30 @@ def main(params: Path = Path("params.yaml"), base: Path = Path("models/base"), n
          control: bool = typer.Option(False, "--control", help="plain-LoRA control: train without the gist mask"),
          stop_after_steps: int = typer.Option(None, hidden=True)) -> None:
     with stage_errors():
-        gist = load_section(params, "gist", GistParams)
         train = load_section(params, "train", TrainParams)
-        if control:     # the same recipe and data; only the attention differs
+        # The control: the same recipe and documents, no gist tokens, ordinary attention (no gist params).
+        gist = GistParams(num_tokens=0) if control else load_section(params, "gist", GistParams)
+        if control:
             train = dataclasses.replace(train, use_gist_mask=False)
         relaunch_distributed(train.num_processes)
-        records = training_records(niah, train)
+        documents = training_documents(niah, train.langs, train.seed)
+        held_out = validation_documents(niah, train.langs, train.validation_samples)
         if int(os.environ.get("RANK", "0")) != 0:      # other DDP ranks train along; rank 0 writes outputs
             with tempfile.TemporaryDirectory() as scratch:
-                train_compressor(base, records, gist, train, scratch, checkpoints, Path(scratch) / "live")
+                train_compressor(base, documents, held_out, gist, train, scratch, checkpoints, Path(scratch) / "live")
             return
         with atomic_dir(out) as tmp_out:
-            result = train_compressor(base, records, gist, train, tmp_out, checkpoints, metrics / "live",
+            result = train_compressor(base, documents, held_out, gist, train, tmp_out, checkpoints, metrics / "live",
                                       stop_after_steps=stop_after_steps)
             if "stopped_at_step" in result:
                 typer.echo(f"stopped after step {result['stopped_at_step']} (checkpoint kept for resume)")
                 raise SystemExit(3)
         history = result.pop("history")
         write_json(metrics / "train.json", result)
-        for key, name in (("loss", "loss.tsv"), ("eval_loss", "eval_loss.tsv"), ("val_accuracy", "val_accuracy.tsv")):
-            write_text(metrics / name, f"step\t{key}\n" + "".join(f"{step}\t{value:.5f}\n" for step, value in curve(history, key)))
+        for key, name in (("loss", "loss.tsv"), ("eval_loss", "eval_loss.tsv"), ("val_accuracy", "val_accuracy.tsv"),
+                          ("val_absent_declined", "val_absent_declined.tsv")):
+            points = [(step, value) for step, value in curve(history, key) if value is not None]
+            write_text(metrics / name, f"step\t{key}\n" + "".join(f"{step}\t{value:.5f}\n" for step, value in points))
         write_mask_picture(metrics / "gist_mask.png", gist.num_tokens, train.use_gist_mask)
         typer.echo(f"trained {gist.num_tokens} gist tokens ({', '.join(gist_token_strings(min(2, gist.num_tokens)))}, …): {result}")
 
