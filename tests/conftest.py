@@ -28,7 +28,7 @@ def tiny_base(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     source = save_tiny_model(root / "tiny-llama")
     params = ModelParams(source=str(source), embedded_package="unused", embedded_gguf="unused", embedded_sha256="0",
-                         dtype="float32", load_in_4bit=False, fallback_without_4bit=False, device="cpu")
+                         dtype="float32", load_in_4bit=False, device="cpu")
     prepare_base(params, root / "base", root / "downloads")
     return root / "base"
 

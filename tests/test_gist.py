@@ -11,7 +11,8 @@ from gistkv.kv import compress_ids
 
 def make_example(tokenizer, context: str, question: str, answer: str) -> dict:
     ids = lambda text: tokenizer(text, add_special_tokens=False).input_ids  # noqa: E731
-    return {"context_ids": ids(context), "query_ids": ids(question), "answer_ids": ids(answer)}
+    return {"context_ids": ids(context), "query_ids": ids(question), "answer_ids": ids(answer),
+            "questions": [(ids(question), ids(answer))]}
 
 
 def two_pass_logits(model, compressor, example) -> torch.Tensor:
@@ -86,7 +87,7 @@ def test_greedy_decode_on_gist_cache_matches_one_pass_argmax(tokenizer, tiny_mod
     generated = []
     for _ in range(4):
         batch = GistCollator(compressor.gist_ids, tokenizer.pad_token_id)(
-            [{"context_ids": example["context_ids"], "query_ids": example["query_ids"] + generated, "answer_ids": []}])
+            [{"context_ids": example["context_ids"], "questions": [(example["query_ids"] + generated, [])]}])
         with torch.no_grad():
             logits = tiny_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                 position_ids=batch["position_ids"]).logits

@@ -8,8 +8,9 @@ import torch
 from gistkv.compressor import load_compressor
 from gistkv.doctor import report
 from gistkv.hardware import CPU_BFLOAT16_PROBES, native_bfloat16, slow_autocast_warning
-from gistkv.train import GistParams, train_compressor
-from test_train import records, train_params
+from gistkv.train import train_compressor
+from gistkv.train_config import GistParams
+from test_train import documents, train_params
 
 
 def cpu_probes(monkeypatch, *answers):
@@ -50,7 +51,7 @@ def test_emulated_bfloat16_reads_warn_when_training_and_loading(tiny_base, tmp_p
     cpu_probes(monkeypatch, False, False)
     params = train_params(context_encoder="base", context_autocast="bfloat16")
     with caplog.at_level(logging.WARNING):
-        train_compressor(tiny_base, records(12), GistParams(num_tokens=2), params, tmp_path / "gist",
+        train_compressor(tiny_base, documents(12), documents(2, 100), GistParams(num_tokens=2), params, tmp_path / "gist",
                          tmp_path / "ckpt", tmp_path / "metrics")
         load_compressor(tmp_path / "gist", base_dir=str(tiny_base))
     warned = [record.getMessage() for record in caplog.records if "no native bfloat16" in record.getMessage()]

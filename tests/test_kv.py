@@ -18,7 +18,7 @@ def compressor(tiny_model, tokenizer):
 
 def test_round_trip_answers_the_same_tokens(compressor, tmp_path):
     gist_kv = compress(compressor, TEXT)
-    prompt = encode(compressor.tokenizer, query_text("What is the pass key?", "The pass key is"))
+    prompt = encode(compressor.tokenizer, query_text("What is the pass key?"))
     in_memory = answer_ids(compressor, gist_kv, prompt, max_new_tokens=6).token_ids
     gist_kv.save(tmp_path / "doc.gist.safetensors")
     loaded = GistKV.load(tmp_path / "doc.gist.safetensors", compressor)
@@ -81,8 +81,35 @@ def test_round_trip_on_real_smollm2(smollm2_base, tmp_path):
     base = load_base(smollm2_base)
     real = untrained_compressor(base.model, base.tokenizer, num_gist_tokens=4)
     gist_kv = compress(real, TEXT * 3)
-    prompt = encode(real.tokenizer, query_text("What is the pass key?", "The pass key is"))
+    prompt = encode(real.tokenizer, query_text("What is the pass key?"))
     expected = answer_ids(real, gist_kv, prompt, max_new_tokens=5).token_ids
     gist_kv.save(tmp_path / "real.safetensors")
     assert answer_ids(real, GistKV.load(tmp_path / "real.safetensors", real), prompt, max_new_tokens=5).token_ids == expected
     assert (tmp_path / "real.safetensors").stat().st_size < 200_000   # 4 tokens x 30 layers x 3 heads x 64 x 2 x fp32
+
+
+def test_a_file_with_damaged_metadata_is_a_one_line_error(compressor, tmp_path):
+    """A gist file whose metadata lost position_offset must not end in a KeyError traceback."""
+    from safetensors.torch import load_file
+
+    from gistkv.kv import deterministic_safetensors
+
+    path = tmp_path / "doc.safetensors"
+    gist_kv = compress(compressor, TEXT)
+    gist_kv.save(path)
+    metadata = {key: value for key, value in gist_kv.metadata.items() if key != "position_offset"}
+    (tmp_path / "damaged.safetensors").write_bytes(deterministic_safetensors(load_file(str(path)), metadata))
+    with pytest.raises(GistkvError, match="metadata position_offset missing or not a number"):
+        GistKV.load(tmp_path / "damaged.safetensors")
+
+
+def test_empty_documents_are_refused_and_long_ones_warned(compressor):
+    with pytest.raises(GistkvError, match="the document is empty"):
+        compress(compressor, "")
+    heard = []
+    compressor.meta["trained_context_tokens"] = 8
+    compress(compressor, TEXT, warn=heard.append)
+    assert len(heard) == 1 and "training never read more than 8" in heard[0]
+    compressor.meta["trained_context_tokens"] = 10_000
+    compress(compressor, TEXT, warn=heard.append)
+    assert len(heard) == 1

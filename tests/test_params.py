@@ -7,7 +7,7 @@ from gistkv.model import ModelParams
 from gistkv.params import from_mapping, load_section
 
 GOOD = {"source": "embedded", "embedded_package": "p==1", "embedded_gguf": "a/b.gguf", "embedded_sha256": "0",
-        "dtype": "float32", "load_in_4bit": False, "fallback_without_4bit": False, "device": "auto"}
+        "dtype": "float32", "load_in_4bit": False, "device": "auto"}
 
 
 def test_repo_params_load():

@@ -11,18 +11,29 @@ import yaml
 
 from gistkv.compressor import load_compressor
 from gistkv.kv import answer, compress
-from gistkv.train import GistParams, TrainParams, curve, train_compressor
+from gistkv.train import curve, train_compressor
+from gistkv.train_config import GistParams, TrainParams
 
 REPO = Path(__file__).parent.parent
 
 
-def records(count: int) -> list[dict]:
-    """Tiny NIAH-shaped records (the fields evaluation reads, too)."""
-    return [{"context": f"The grass is green. The pass key is {10000 + 7 * i}. The sky is blue.",
-             "question": "What is the pass key?", "answer_prefix": "The pass key is", "answer": str(10000 + 7 * i),
-             "id": f"r{i}", "lang": "en", "variant": "passkey", "haystack": "tiny", "target_tokens": 16,
-             "context_tokens": 16, "depth": 0.5, "depth_bin": 0.5}
-            for i in range(count)]
+def documents(count: int, start: int = 0) -> list[dict]:
+    """Tiny NIAH-shaped documents (the fields training and evaluation read): a fact, a question about it and
+    one about a fact the document does not hold."""
+    found = []
+    for i in range(start, start + count):
+        key = str(10000 + 7 * i)
+        found.append({"id": f"d{i}", "lang": "en", "split": "train", "group": "seen", "haystack": "tiny",
+                      "target_tokens": 16, "context_tokens": 16,
+                      "context": f"The grass is green. The pass key is {key}. The sky is blue.",
+                      "facts": [{"family": "passkey", "name": "", "key": key, "needle": f"The pass key is {key}.",
+                                 "depth": 0.5, "depth_bin": 0.5}],
+                      "questions": [{"kind": "present", "family": "passkey", "name": "", "question": "What is the pass key?",
+                                     "answer": key, "depth": 0.5, "depth_bin": 0.5},
+                                    {"kind": "absent", "family": "order_number", "name": "",
+                                     "question": "What is the order number?", "answer": "The document does not say.",
+                                     "depth": None, "depth_bin": None}]})
+    return found
 
 
 def train_params(**change) -> TrainParams:
@@ -34,19 +45,20 @@ def train_params(**change) -> TrainParams:
 
 
 def stage_inputs(tmp_path: Path, **train_change) -> Path:
-    """A params.yaml of the tiny English recipe (2 gist tokens) in tmp_path, with niah/en/train.jsonl beside it."""
+    """A params.yaml of the tiny English recipe (2 gist tokens) in tmp_path, with niah/en/{train,dev}.jsonl beside it."""
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params["gist"]["num_tokens"] = 2
     params["train"].update(vars(train_params(langs=["en"], **train_change)))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
     (tmp_path / "niah/en").mkdir(parents=True)
-    (tmp_path / "niah/en/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records(12)))
+    (tmp_path / "niah/en/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in documents(12)))
+    (tmp_path / "niah/en/dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in documents(4, start=100)))
     return tmp_path / "params.yaml"
 
 
 def test_train_saves_a_small_adapter_and_a_usable_compressor(tiny_base, tmp_path):
-    result = train_compressor(tiny_base, records(12), GistParams(num_tokens=3), train_params(), tmp_path / "gist",
-                              tmp_path / "ckpt", tmp_path / "metrics")
+    result = train_compressor(tiny_base, documents(12), documents(2, 100), GistParams(num_tokens=3), train_params(),
+                              tmp_path / "gist", tmp_path / "ckpt", tmp_path / "metrics")
     assert result["steps"] == 4 and result["train_tokens_seen"] > 0 and result["device"] == "cpu"
     meta = json.loads((tmp_path / "gist/compressor.json").read_text())
     assert meta["num_gist_tokens"] == 3 and len(meta["gist_token_ids"]) == 3 and meta["quantization"] == "none"
@@ -59,19 +71,36 @@ def test_train_saves_a_small_adapter_and_a_usable_compressor(tiny_base, tmp_path
     assert not any(name.endswith("embed_tokens.weight") or "base_layer" in name for name in names)
     adapter_config = json.loads((tmp_path / "gist/adapter/adapter_config.json").read_text())
     assert adapter_config["target_modules"] == sorted(adapter_config["target_modules"])   # same params, same bytes
+    assert meta["trained_context_tokens"] == 16 and meta["context_encoder"] == "base"
     compressor = load_compressor(tmp_path / "gist", base_dir=str(tiny_base))
     assert isinstance(answer(compressor, compress(compressor, "The pass key is 10007."), "What is it?", 3), str)
 
 
+def test_the_control_trains_without_gist_tokens(tiny_base, tmp_path):
+    """The tuned reader: the same LoRA on the same documents, no gist tokens, ordinary attention."""
+    result = train_compressor(tiny_base, documents(6), documents(2, 100), GistParams(num_tokens=0),
+                              train_params(max_steps=2, use_gist_mask=False), tmp_path / "lora", tmp_path / "ckpt",
+                              tmp_path / "metrics")
+    meta = json.loads((tmp_path / "lora/compressor.json").read_text())
+    assert result["steps"] == 2 and meta["num_gist_tokens"] == 0 and meta["gist_token_ids"] == []
+    assert meta["use_gist_mask"] is False
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "lora/adapter/adapter_model.safetensors"), "pt") as adapter:
+        assert not any("trainable_tokens" in name for name in adapter.keys())
+    # its held-out checks answer the dev documents from the whole context
+    assert [step for step, _ in curve(result["history"], "val_accuracy")] == [0, 2]
+
+
 def test_interrupted_training_resumes_from_the_last_checkpoint(tiny_base, tmp_path):
-    args = (tiny_base, records(12), GistParams(num_tokens=2), train_params())
+    args = (tiny_base, documents(12), documents(2, 100), GistParams(num_tokens=2), train_params())
     first = train_compressor(*args, tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m", stop_after_steps=2)
     assert first == {"stopped_at_step": 2} and (tmp_path / "ckpt/checkpoint-2").exists()
     second = train_compressor(*args, tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m")
     assert second["resumed_from"] == "checkpoint-2" and second["steps"] == 4
     # the resumed run reports the whole training time, not just its own session
     first = json.loads((tmp_path / "ckpt/checkpoint-2/gistkv_elapsed.json").read_text())
-    assert second["train_wall_s"] >= first["train_s"] > 0 and second["train_wall_s_source"] == "measured"
+    assert second["train_wall_s"] >= first["train_s"] > 0
     # and its held-out checks (steps 0, 2 and 4 here), summed over both sessions, as a part of that time
     assert 0 < first["checks_s"] < second["held_out_checks_s"] < second["train_wall_s"]
     assert second["train_wall_s_without_checks"] == pytest.approx(second["train_wall_s"] - second["held_out_checks_s"],
@@ -80,8 +109,8 @@ def test_interrupted_training_resumes_from_the_last_checkpoint(tiny_base, tmp_pa
     accuracy = curve(second["history"], "val_accuracy")
     assert [step for step, _ in accuracy] == [0, 2, 4] and all(0 <= value <= 1 for _, value in accuracy)
     # other inputs must not resume from these checkpoints
-    third = train_compressor(tiny_base, records(12), GistParams(num_tokens=3), train_params(), tmp_path / "gist3",
-                             tmp_path / "ckpt", tmp_path / "m")
+    third = train_compressor(tiny_base, documents(12), documents(2, 100), GistParams(num_tokens=3), train_params(),
+                             tmp_path / "gist3", tmp_path / "ckpt", tmp_path / "m")
     assert third["resumed_from"] == ""
 
 
@@ -99,29 +128,6 @@ def test_two_cpu_processes_ddp(tiny_base, tmp_path):
     assert (tmp_path / "gist/compressor.json").exists()
 
 
-def test_training_time_of_an_old_checkpoint_is_estimated_from_its_logs(tmp_path):
-    from gistkv.train import seconds_before
-
-    checkpoint = tmp_path / "checkpoint-40"
-    checkpoint.mkdir()
-    runtimes = [1.0, 2.0, 3.0, 0.5, 1.5]          # a second session started after 3.0 s
-    (checkpoint / "trainer_state.json").write_text(json.dumps({"log_history": [
-        {"step": 10 * (i + 1), "loss": 1.0, "train_runtime": value} for i, value in enumerate(runtimes)]}))
-    assert seconds_before(str(checkpoint)) == (4.5, None, "estimated from logged runtimes")   # checks: unknown
-    assert seconds_before(None) == (0.0, 0.0, "measured")
-
-
-def test_later_switches_join_the_checkpoint_fingerprint_only_when_on():
-    """Checkpoints of a recipe stay resumable when a switch added later is off, and are not
-    reused once it is on (a bfloat16 context read is another recipe)."""
-    from gistkv.train import recipe_fingerprint_fields
-
-    off = recipe_fingerprint_fields(train_params(context_autocast="none", answer_position_probes=False))
-    assert "context_autocast" not in off and "answer_position_probes" not in off
-    on = recipe_fingerprint_fields(train_params(context_autocast="bfloat16", answer_position_probes=True))
-    assert on["context_autocast"] == "bfloat16" and on["answer_position_probes"] is True
-
-
 def test_plateau_check_reads_the_mean_logged_loss_of_its_window():
     from gistkv.plateau import stuck_loss, window_loss
 
@@ -136,7 +142,7 @@ def test_plateau_check_reads_the_mean_logged_loss_of_its_window():
 
 def test_a_run_on_the_plateau_at_the_check_restarts_with_the_next_seed(tiny_base, tmp_path):
     """plateau_loss -1: every attempt counts as stuck, so the guard restarts until its budget is spent."""
-    args = (tiny_base, records(12), GistParams(num_tokens=2))
+    args = (tiny_base, documents(12), documents(2, 100), GistParams(num_tokens=2))
     stuck = train_params(seed=7, plateau_check_step=2, plateau_window=2, plateau_loss=-1.0, plateau_restarts=1)
     result = train_compressor(*args, stuck, tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m")
     assert result["seed"] == 1007 and result["steps"] == 4
@@ -149,7 +155,7 @@ def test_a_run_on_the_plateau_at_the_check_restarts_with_the_next_seed(tiny_base
 
 
 def test_resuming_re_makes_the_plateau_decision_from_the_logged_losses(tiny_base, tmp_path):
-    args = (tiny_base, records(12), GistParams(num_tokens=2))
+    args = (tiny_base, documents(12), documents(2, 100), GistParams(num_tokens=2))
     outputs = (tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m")
     unguarded = train_compressor(*args, train_params(plateau_check_step=0), *outputs)
     assert unguarded["seed"] == 42 and unguarded["plateau_restarts"] == []

@@ -1,21 +1,19 @@
 """The two-pass training loss (train.context_encoder: base) against the one-pass masked loss."""
 
 import torch
-from test_train import records, train_params
+from test_train import documents, train_params
 
 from gistkv.gist import GistCollator, add_gist_tokens, model_inputs
-from gistkv.prompt import answer_text, encode, query_text
 from gistkv.train import peft_wrap
+from gistkv.train_records import tokenize_documents
 from gistkv.trainer import two_pass_loss
 
 
 def batch_and_model(tokenizer, tiny_model):
     gist_ids = add_gist_tokens(tokenizer, tiny_model, 2)
     model = peft_wrap(tiny_model, gist_ids, train_params(lora_r=4, lora_alpha=8), quantized=False)
-    examples = [{"context_ids": encode(tokenizer, record["context"] + " and more" * index),   # two lengths: padding
-                 "query_ids": encode(tokenizer, query_text(record["question"], record["answer_prefix"])),
-                 "answer_ids": encode(tokenizer, answer_text(record["answer"]))}
-                for index, record in enumerate(records(2))]
+    examples = tokenize_documents([dict(document, context=document["context"] + " and more" * index)   # two lengths
+                                   for index, document in enumerate(documents(2))], tokenizer)
     return model, GistCollator(gist_ids, tokenizer.pad_token_id)(examples), len(gist_ids)
 
 
@@ -52,32 +50,33 @@ def test_two_pass_reads_the_context_without_the_adapter_and_trains_it(tokenizer,
     assert any(grad.abs().sum() > 0 for name, grad in grads.items() if "lora_A" in name)
 
 
-def probed_batches(tokenizer, tiny_model, answers: list[str]):
-    """One probed batch per answer, for the same record otherwise."""
-    from gistkv.train import tokenize_records
-
+def question_batches(tokenizer, tiny_model, answers: list[str]):
+    """One batch per answer to the document's first question, the same document otherwise (two question blocks)."""
     gist_ids = add_gist_tokens(tokenizer, tiny_model, 2)
     model = peft_wrap(tiny_model, gist_ids, train_params(lora_r=4, lora_alpha=8), quantized=False)
-    examples = [tokenize_records([dict(records(1)[0], answer=answer)], tokenizer, probes=True)[0] for answer in answers]
+    base = documents(1)[0]
+    examples = []
+    for answer in answers:
+        questions = [dict(base["questions"][0], answer=answer)] + base["questions"][1:]
+        examples.append(tokenize_documents([dict(base, questions=questions)], tokenizer)[0])
     return model, [GistCollator(gist_ids, tokenizer.pad_token_id)([example]) for example in examples], examples
 
 
-def test_position_probes_are_separate_blocks_laid_out_like_the_main_question(tokenizer, tiny_model):
-    model, (batch,), (example,) = probed_batches(tokenizer, tiny_model, ["12345"])
-    assert len(example["probes"]) == 5 and tokenizer.decode(example["probes"][3][1]) == " 4"
-    assert tokenizer.decode(example["probes"][3][0]).endswith("The pass key is [4]")
+def test_each_question_is_a_block_laid_out_like_the_one_question_asked_at_inference(tokenizer, tiny_model):
+    model, (batch,), (example,) = question_batches(tokenizer, tiny_model, ["12345"])
+    assert len(example["questions"]) == 2 and tokenizer.decode(example["questions"][1][1]).startswith(" The document")
     first = len(example["context_ids"]) + 2          # every block starts right after the gist tokens
     blocks, positions = batch["blocks"][0], batch["position_ids"][0]
-    assert blocks.max() == 6 and all(positions[blocks == block][0] == first for block in range(1, 7))
+    assert blocks.max() == 2 and all(positions[blocks == block][0] == first for block in (1, 2))
     with torch.no_grad():     # one pass (masked) and two passes (cache + tail) agree with several blocks
         torch.testing.assert_close(two_pass_loss(model, batch, 2, torch.float32, True),
                                    one_pass_loss(model, batch), atol=1e-5, rtol=1e-4)
 
 
-def test_a_probe_block_does_not_see_the_blocks_before_it(tokenizer, tiny_model):
-    # Same record, main answers that differ in the last two digits: probe [1] (block 2) comes
-    # after the main answer in the sequence, yet its logits must not change.
-    model, (batch, other), _ = probed_batches(tokenizer, tiny_model, ["12345", "12399"])
+def test_a_question_block_does_not_see_the_blocks_before_it(tokenizer, tiny_model):
+    # Same document, first answers that differ: the second question (block 2) comes after the first answer in
+    # the sequence, yet its logits must not change.
+    model, (batch, other), _ = question_batches(tokenizer, tiny_model, ["12345", "12399"])
     assert not torch.equal(batch["input_ids"], other["input_ids"])
     with torch.no_grad():
         logits = model(**model_inputs(batch, labels=False)).logits[0][batch["blocks"][0] == 2]

@@ -1,0 +1,65 @@
+"""`gistkv compress` / `ask` / `inspect` end to end on a tiny trained compressor: a document with a needle family
+training never saw, a free-form question, the answer path and how sure the model was; bad input as one line."""
+
+import json
+
+import pytest
+from test_train import documents, train_params
+from typer.testing import CliRunner
+
+from gistkv.cli import app
+from gistkv.train import train_compressor
+from gistkv.train_config import GistParams
+
+# A needle family of the test split (never in training) in a short English document.
+UNSEEN = ("The committee met on a Tuesday and discussed the budget. The combination of the secret vault is 58302. "
+          "Several members asked for more time to read the report.")
+
+
+@pytest.fixture(scope="module")
+def compressor_dir(tiny_base, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    train_compressor(tiny_base, documents(4), documents(2, 100), GistParams(num_tokens=2),
+                     train_params(max_steps=2, save_steps=2, eval_steps=2), root / "gist", root / "ckpt", root / "m")
+    return root / "gist"
+
+
+def test_compress_then_ask_free_form_with_its_confidence(compressor_dir, tmp_path):
+    document, artifact = tmp_path / "doc.txt", tmp_path / "doc.gist.safetensors"
+    document.write_text(UNSEEN, encoding="utf-8")
+    runner = CliRunner()
+    done = runner.invoke(app, ["compress", str(document), "-o", str(artifact), "--model", str(compressor_dir)])
+    assert done.exit_code == 0, done.output
+    assert "-> 2 gist tokens" in done.output and artifact.exists()
+    asked = runner.invoke(app, ["ask", str(artifact), "What is the combination of the secret vault?",
+                                "--model", str(compressor_dir), "--max-new-tokens", "4"])
+    assert asked.exit_code == 0, asked.output
+    confidence = [line for line in asked.output.splitlines() if line.startswith("[confidence ")]
+    assert len(confidence) == 1 and "answered from 2 gist tokens" in confidence[0]
+    value = float(confidence[0].split()[1])
+    assert 0 <= value <= 1 and ("treat it as a guess" in confidence[0]) == (value < 0.5)
+    inspected = runner.invoke(app, ["inspect", str(artifact)])
+    assert inspected.exit_code == 0 and "full KV it replaces" in inspected.output
+
+
+def test_bad_input_is_one_line_without_a_traceback(compressor_dir, tmp_path):
+    runner = CliRunner()
+    (tmp_path / "empty.txt").write_text("  \n", encoding="utf-8")
+    empty = runner.invoke(app, ["compress", str(tmp_path / "empty.txt"), "-o", str(tmp_path / "e.safetensors"),
+                                "--model", str(compressor_dir)])
+    assert empty.exit_code == 1 and "the document is empty" in empty.output and "Traceback" not in empty.output
+    assert not (tmp_path / "e.safetensors").exists()
+    missing = runner.invoke(app, ["ask", str(tmp_path / "nope.safetensors"), "Q?", "--model", str(compressor_dir)])
+    assert missing.exit_code == 1 and "nope.safetensors: file not found" in missing.output
+    (tmp_path / "bad-model").mkdir()
+    (tmp_path / "bad-model/compressor.json").write_text(json.dumps({"num_gist_tokens": 2}))
+    broken = runner.invoke(app, ["ask", str(tmp_path / "nope.safetensors"), "Q?", "--model", str(tmp_path / "bad-model")])
+    assert broken.exit_code == 1 and "compressor.json: lacks" in broken.output and "Traceback" not in broken.output
+
+
+def test_a_document_longer_than_training_read_is_warned(compressor_dir, tmp_path):
+    document = tmp_path / "long.txt"
+    document.write_text(UNSEEN * 4, encoding="utf-8")
+    done = CliRunner().invoke(app, ["compress", str(document), "-o", str(tmp_path / "l.safetensors"),
+                                    "--model", str(compressor_dir)])
+    assert done.exit_code == 0 and "warning:" in done.output and "training never read more than 16" in done.output
