@@ -5,6 +5,7 @@
     gistkv ask doc.gist.safetensors "What is the pass key?" --model models/gist
     gistkv inspect doc.gist.safetensors
     gistkv near-misses data/eval/niah_test_en.jsonl --method gist
+    gistkv headline --write
     gistkv bench-onset --seeds 46,47,48
 """
 
@@ -147,6 +148,24 @@ def near_misses(predictions: list[Path], method: str = typer.Option("gist", help
         positions = " ".join(f"{position}:{count}" for position, count in found["by_position"].items())
         typer.echo(f"{path} {method}: {found['answers']} answers, {found['wrong']} wrong, {found['near_misses']} near "
                    f"misses, {found['one_digit_off']} one digit off; wrong digits by position {positions or '-'}")
+
+
+@app.command()
+def headline(metrics: Path = typer.Option(Path("metrics")), readme: Path = typer.Option(Path("README.md")),
+             write: bool = typer.Option(False, help="put the table into README.md between its markers")) -> None:
+    """The README's headline table from metrics/ (the test split, every method)."""
+    from gistkv.headline import headline_table, with_headline
+    from gistkv.io import write_text
+
+    table = headline_table(metrics)
+    if not write:
+        typer.echo(table)
+        return
+    try:
+        write_text(readme, with_headline(readme.read_text(encoding="utf-8"), table))
+    except GistkvError as err:
+        fail(err)
+    typer.echo(f"{readme}: headline table updated")
 
 
 @app.command("bench-load")
