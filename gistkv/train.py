@@ -62,8 +62,9 @@ def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
 
 
 def step_dtype(base) -> torch.dtype:
-    """The dtype of a training step's gist/question pass and its masks: bfloat16 for bfloat16 or 4-bit weights."""
-    return torch.bfloat16 if base.info["quantization"] == "nf4" or base.info["dtype"] == "bfloat16" else torch.float32
+    """The dtype of a training step's activations and masks: the weights' dtype (4-bit layers hand back the
+    dtype of their input, so a float32 model with NF4 layers still computes attention in float32)."""
+    return torch.bfloat16 if base.info["dtype"] == "bfloat16" else torch.float32
 
 
 @dataclass

@@ -52,3 +52,22 @@ def save_tiny_model(folder: str | Path) -> Path:
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
+
+
+def save_llama3_shaped_model(folder: str | Path) -> Path:
+    """A tiny model shaped like Llama-3: untied lm_head, grouped-query attention (4 heads, 1 KV head),
+    rope theta 500,000, a BOS token and a chat template."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = Path(folder)
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+                               "<|endoftext|>\n{% endfor %}")
+    torch.manual_seed(1)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=4096,
+                         rope_theta=500000.0, tie_word_embeddings=False, bos_token_id=1, eos_token_id=0, pad_token_id=0)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder

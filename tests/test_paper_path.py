@@ -1,0 +1,79 @@
+"""The paper-scale path on CPU stand-ins: QLoRA (bitsandbytes NF4 on the CPU), a Llama-3-shaped model in
+bfloat16, and the training settings that must be refused before a model loads."""
+
+from pathlib import Path
+
+import pytest
+from test_train import documents, train_params
+
+from gistkv.compressor import load_compressor
+from gistkv.errors import GistkvError
+from gistkv.kv import GistKV, answer, compress
+from gistkv.model import ModelParams, load_base, prepare_base
+from gistkv.params import from_mapping
+from gistkv.train import train_compressor
+from gistkv.train_config import GistParams, TrainParams
+
+
+def prepared(source: Path, root: Path, **load) -> Path:
+    params = ModelParams(source=str(source), embedded_package="unused", embedded_gguf="unused", embedded_sha256="0",
+                         device="cpu", **{"dtype": "float32", "load_in_4bit": False, **load})
+    prepare_base(params, root / "base", root / "downloads")
+    return root / "base"
+
+
+def train_compress_answer(base: Path, root: Path) -> tuple[dict, str]:
+    train_compressor(base, documents(4), documents(2, 100), GistParams(num_tokens=2),
+                     train_params(max_steps=2, save_steps=2, eval_steps=2, lora_r=4, lora_alpha=8),
+                     root / "gist", root / "ckpt", root / "metrics")
+    compressor = load_compressor(root / "gist")
+    compress(compressor, "The grass is green. The pass key is 12345.").save(root / "doc.safetensors")
+    reply = answer(compressor, GistKV.load(root / "doc.safetensors", compressor), "What is the pass key?", 3)
+    return compressor.meta, reply
+
+
+def test_qlora_trains_compresses_and_answers_on_the_cpu(tmp_path):
+    from tiny import save_tiny_model
+
+    base = prepared(save_tiny_model(tmp_path / "tiny"), tmp_path, load_in_4bit=True)
+    loaded = load_base(base)
+    assert loaded.info["quantization"] == "nf4"
+    assert type(loaded.model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    meta, reply = train_compress_answer(base, tmp_path)
+    assert meta["quantization"] == "nf4" and isinstance(reply, str)
+
+
+def test_a_llama3_shaped_model_in_bfloat16_goes_through_train_compress_answer(tmp_path):
+    from tiny import save_llama3_shaped_model
+
+    base = prepared(save_llama3_shaped_model(tmp_path / "llama3"), tmp_path, dtype="bfloat16")
+    loaded = load_base(base)
+    config = loaded.model.config
+    assert not config.tie_word_embeddings and config.num_key_value_heads == 1 and config.num_attention_heads == 4
+    meta, reply = train_compress_answer(base, tmp_path)
+    assert meta["dtype"] == "bfloat16" and meta["num_kv_heads"] == 1 and isinstance(reply, str)
+    stored = GistKV.load(tmp_path / "doc.safetensors")
+    assert stored.keys[0].dtype.is_floating_point and stored.keys[0].shape[0] == 1      # one KV head kept
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"gradient_checkpointing": True}, "train.gradient_checkpointing: true needs context_encoder: adapted"),
+    ({"lr_scheduler": "cosine_warm"}, "train.lr_scheduler: must be one of"),
+    ({"lora_r": 0}, "train.lora_r: must be >= 1"),
+    ({"logging_steps": 0}, "train.logging_steps: must be >= 1"),
+    ({"validation_samples": 0}, "train.validation_samples: must be >= 1"),
+    ({"warmup_steps": -5}, "train.warmup_steps: warmup_steps and weight_decay must be >= 0"),
+])
+def test_bad_training_settings_are_refused_before_a_model_loads(change, message):
+    values = vars(train_params())
+    values.update(change)
+    with pytest.raises(GistkvError, match=message):
+        from_mapping(TrainParams, values, "train")
+
+
+def test_gradient_checkpointing_trains_with_the_adapted_context_encoder(tiny_base, tmp_path):
+    result = train_compressor(tiny_base, documents(4), documents(2, 100), GistParams(num_tokens=2),
+                              train_params(max_steps=2, save_steps=2, eval_steps=2, gradient_checkpointing=True,
+                                           context_encoder="adapted"),
+                              tmp_path / "gist", tmp_path / "ckpt", tmp_path / "metrics")
+    assert result["steps"] == 2 and result["train_loss"] == result["train_loss"]      # not NaN
