@@ -35,12 +35,36 @@ def fail(err: GistkvError) -> None:
 
 
 @app.command()
-def doctor(base: Path = typer.Option(Path("models/base"), help="prepared base model folder")) -> None:
-    """Print what this machine offers: python, torch/CUDA, bitsandbytes, library versions, base model."""
-    from gistkv.doctor import report
+def doctor(base: Path = typer.Option(Path("models/base"), help="prepared base model folder"),
+           plan: bool = typer.Option(False, help="estimate a training process's memory for PARAMS on this device"),
+           params: Path = typer.Option(Path("params.yaml")),
+           config: Path = typer.Option(None, help="a model's config.json (default: the base model's)")) -> None:
+    """Print what this machine offers: python, torch/CUDA, bitsandbytes, library versions, base model, memory plan."""
+    import json
+
+    from gistkv.doctor import device_memory_gib, memory_plan, report
+    from gistkv.params import read_params
 
     for name, value in report(base):
         typer.echo(f"{name:>22}: {value}")
+    if not plan:
+        return
+    try:
+        settings = read_params(params)
+        config_path = config or base / "config.json"
+        if not config_path.exists():
+            raise GistkvError(f"{config_path}: no config.json; pass --config with the model's config.json.")
+        model_config = json.loads(config_path.read_text(encoding="utf-8"))
+        longest = max(settings["niah"]["train"]["context_lengths"])
+        rows = memory_plan(model_config, settings["model"], settings["train"], settings["gist"]["num_tokens"], longest)
+    except (GistkvError, KeyError) as err:
+        fail(err if isinstance(err, GistkvError) else GistkvError(f"{params}: key {err} missing for the plan."))
+    where, total = device_memory_gib()
+    typer.echo(f"{'memory plan':>22}: {params} on {where} ({total:,.1f} GiB)")
+    for name, gib in rows:
+        typer.echo(f"{name:>40}: {gib:8.2f} GiB")
+    fits = rows[-1][1] <= total * 0.9
+    typer.echo(f"{'verdict':>40}: {'fits' if fits else 'does NOT fit'} in {total:,.1f} GiB (estimate; leave ~10 % slack)")
 
 
 @app.command()

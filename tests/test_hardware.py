@@ -62,3 +62,27 @@ def test_emulated_bfloat16_reads_warn_when_training_and_loading(tiny_base, tmp_p
     with caplog.at_level(logging.WARNING):
         load_compressor(tmp_path / "gist", base_dir=str(tiny_base))
     assert not [record for record in caplog.records if "no native bfloat16" in record.getMessage()]
+
+
+def test_memory_plan_counts_what_4bit_and_longer_documents_change():
+    from gistkv.doctor import memory_plan
+
+    config = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+              "intermediate_size": 14336, "vocab_size": 128256, "tie_word_embeddings": False}     # Llama-3-8B
+    train = {"lora_r": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "batch_size": 1}
+    full = dict(memory_plan(config, {"dtype": "bfloat16"}, train, 10, 2048))
+    nf4 = dict(memory_plan(config, {"dtype": "bfloat16", "load_in_4bit": True}, train, 10, 2048))
+    longer = dict(memory_plan(config, {"dtype": "bfloat16", "load_in_4bit": True}, train, 10, 8192))
+    assert 14 < full["weights"] < 16 and 4.5 < nf4["weights"] < 6           # ~8 B parameters: 2 bytes vs ~0.5
+    assert longer["KV cache of a 8,192-token document"] == 4 * nf4["KV cache of a 2,048-token document"]
+    assert nf4["total (estimate)"] < full["total (estimate)"]
+
+
+def test_doctor_plan_prints_a_verdict(tiny_base):
+    from typer.testing import CliRunner
+
+    from gistkv.cli import app
+
+    done = CliRunner().invoke(app, ["doctor", "--base", str(tiny_base), "--plan"])
+    assert done.exit_code == 0, done.output
+    assert "total (estimate)" in done.output and "fits in" in done.output
