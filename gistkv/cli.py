@@ -51,7 +51,9 @@ def doctor(base: Path = typer.Option(Path("models/base"), help="prepared base mo
         return
     try:
         settings = read_params(params)
-        config_path = config or base / "config.json"
+        from gistkv.model import model_location
+
+        config_path = config or Path(model_location(base)) / "config.json"
         if not config_path.exists():
             raise GistkvError(f"{config_path}: no config.json; pass --config with the model's config.json.")
         model_config = json.loads(config_path.read_text(encoding="utf-8"))
