@@ -6,6 +6,7 @@
     gistkv inspect doc.gist.safetensors
     gistkv near-misses data/eval/niah_test_en.jsonl --method gist
     gistkv headline --write
+    gistkv smoke-gpu                     # on a CUDA machine: the paper-scale profile's smoke test
     gistkv bench-onset --seeds 46,47,48
 """
 
@@ -192,6 +193,24 @@ def headline(metrics: Path = typer.Option(Path("metrics")), readme: Path = typer
     except GistkvError as err:
         fail(err)
     typer.echo(f"{readme}: headline table updated")
+
+
+@app.command("smoke-gpu")
+def smoke_gpu(base: Path = typer.Option(Path("models/base")), niah: Path = typer.Option(Path("data/niah")),
+              params: Path = typer.Option(Path("params.yaml")), steps: int = typer.Option(10),
+              device: str = typer.Option("cuda", help="cuda, or cpu to run the same path slowly"),
+              variants: str = typer.Option("bfloat16,nf4", help="comma-separated: float32, bfloat16, nf4")) -> None:
+    """The paper-scale smoke test: STEPS training steps, compression and an answer per variant (and 2 processes
+    when there are 2 GPUs); prints what it measured."""
+    import torch
+
+    from gistkv.smoke import smoke
+
+    if device == "cuda" and not torch.cuda.is_available():
+        fail(GistkvError("smoke-gpu: torch sees no CUDA device here; run it on a GPU machine (or --device cpu)."))
+    typer.echo(f"torch {torch.__version__}, {torch.cuda.device_count()} CUDA device(s), {steps} steps per variant")
+    for row in smoke(base, niah, params, steps, device, variants.split(",")):
+        typer.echo("  ".join(f"{key}={value}" for key, value in row.items()))
 
 
 @app.command("bench-load")

@@ -62,8 +62,11 @@ def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
 
 
 def step_dtype(base) -> torch.dtype:
-    """The dtype of a training step's activations and masks: the weights' dtype (4-bit layers hand back the
-    dtype of their input, so a float32 model with NF4 layers still computes attention in float32)."""
+    """The dtype of a training step's activations and masks. bfloat16 weights compute in bfloat16, except 4-bit
+    models off CUDA: k-bit preparation casts every weight that is not 4-bit to float32 and nothing autocasts
+    there (on CUDA the Trainer's bf16 autocast brings the step back to bfloat16)."""
+    if base.info["quantization"] == "nf4" and base.info["device"] != "cuda":
+        return torch.float32
     return torch.bfloat16 if base.info["dtype"] == "bfloat16" else torch.float32
 
 

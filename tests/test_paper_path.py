@@ -77,3 +77,24 @@ def test_gradient_checkpointing_trains_with_the_adapted_context_encoder(tiny_bas
                                            context_encoder="adapted"),
                               tmp_path / "gist", tmp_path / "ckpt", tmp_path / "metrics")
     assert result["steps"] == 2 and result["train_loss"] == result["train_loss"]      # not NaN
+
+
+def test_the_gpu_smoke_test_runs_its_path_on_the_cpu(tiny_base, tmp_path):
+    """`gistkv smoke-gpu --device cpu`: the same variants the GPU run measures, on the tiny model."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gistkv.cli import app
+    from test_train import stage_inputs
+
+    params = stage_inputs(tmp_path)
+    done = CliRunner().invoke(app, ["smoke-gpu", "--base", str(tiny_base), "--niah", str(tmp_path / "niah"),
+                                    "--params", str(params), "--steps", "2", "--device", "cpu",
+                                    "--variants", "float32,nf4"])
+    assert done.exit_code == 0, done.output
+    rows = [line for line in done.output.splitlines() if line.startswith("variant=")]
+    assert len(rows) == 2 and all("error=" not in row and "s_per_step=" in row for row in rows), rows
+    assert "quantization=nf4" in rows[1]
+    refused = CliRunner().invoke(app, ["smoke-gpu", "--base", str(tiny_base)])
+    assert refused.exit_code == 1 and "no CUDA device" in refused.output
