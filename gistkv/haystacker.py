@@ -47,7 +47,7 @@ class Haystacker:
         budget = target - sum(self.tokens(" " + text) for _, text in needles)
         if budget < target // 4:
             raise GistkvError(f"niah: the needles take {target - budget} of the {target} target tokens; raise "
-                              "niah.splits.<split>.context_lengths or lower num_distractors.")
+                              "niah.<split>.context_lengths or lower the distractors.")
         best: tuple[int, str, list[int]] | None = None
         for _ in range(4):
             context, starts = self._cut(sentences, needles, budget)
