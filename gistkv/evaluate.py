@@ -73,13 +73,6 @@ def per_token_kv_bytes(model) -> int:
     return 2 * config.num_hidden_layers * kv_heads * head_dim * element
 
 
-def needle_of(document: dict, question: dict) -> str | None:
-    for fact in document.get("facts", []):
-        if (fact["family"], fact["name"]) == (question.get("family"), question.get("name")):
-            return fact["needle"]
-    return None
-
-
 def warm_up(methods, base_reader, document: dict, max_new_tokens: int) -> None:
     """Untimed: first-call allocations and lazy inits of every method, on a short piece of a document."""
     import tempfile
@@ -97,6 +90,9 @@ def warm_up(methods, base_reader, document: dict, max_new_tokens: int) -> None:
         finally:
             for method, folder in zip(stored, kept):
                 method.artifact_dir = folder
+    for method in methods:          # what a method makes once is charged to the evaluation's first document
+        if hasattr(method, "reset"):
+            method.reset()
 
 
 def run_document(methods, base_reader, document: dict, max_new_tokens: int, score) -> list[dict]:
@@ -106,15 +102,15 @@ def run_document(methods, base_reader, document: dict, max_new_tokens: int, scor
     kv_per_token = per_token_kv_bytes(base_reader.model)
     rows = []
     for method in methods:
+        copies_before = shared.copy_s if shared else 0.0
         start = time.perf_counter()
         prepared = method.prepare(document, context_ids, shared)
-        one_off_s = time.perf_counter() - start + (shared.seconds if method.uses_shared_read else 0.0)
+        copies = (shared.copy_s if shared else 0.0) - copies_before      # sharing's own cost, nobody's
+        one_off_s = time.perf_counter() - start - copies + (shared.seconds if method.uses_shared_read else 0.0)
         reader = getattr(method, "reader", None) or method.compressor
         for index, question in enumerate(document["questions"]):
-            needle = needle_of(document, question)
-            asked = dict(question, needle=needle) if needle else question
             start = time.perf_counter()
-            decoded = method.answer(prepared, asked, question.get("max_new_tokens", max_new_tokens))
+            decoded = method.answer(prepared, question, question.get("max_new_tokens", max_new_tokens))
             answer_s = time.perf_counter() - start
             prediction = reader.tokenizer.decode(decoded.token_ids, skip_special_tokens=True)
             rows.append({

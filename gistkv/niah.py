@@ -11,6 +11,8 @@ each and come in four groups, reported apart:
 * ``unseen_family``  a family of this split only: needle wording and question training never saw
 * ``keyed``          a keyed training family beside ``num_distractors`` same-family needles of other names
 
+Every dev/test document also holds ``num_other_facts`` facts of other families, never asked about, so the
+key is never the only long number in the text (the haystacks hold none: ``gistkv.haystack``).
 Splits share no key (hash buckets), name (every third), passage (``passage_cycle``) or family.
 
     from gistkv.niah import NiahParams, generate
@@ -59,7 +61,8 @@ class EvalSplitParams:
     depth_min: float
     depth_max: float
     num_depths: int              # grid of needle depths (the depth x length heatmaps)
-    num_distractors: int         # the keyed group's distractors
+    num_distractors: int         # the keyed group's distractors (same family, other names)
+    num_other_facts: int         # facts of other families beside the asked one: the key is not the only number
     seed: int
 
 
@@ -112,7 +115,8 @@ class NiahParams:
                 require(source in SOURCES, key, f"unknown haystack source '{source}' (known: {', '.join(SOURCES)}).")
             require(bool(spec.train_sources) and bool(spec.unseen_sources), key,
                     "needs train_sources and unseen_sources.")
-            wanted = 1 + max(self.dev.num_distractors, self.test.num_distractors, self.train.max_distractors) + 1
+            wanted = 1 + max(self.dev.num_distractors + self.dev.num_other_facts,
+                             self.test.num_distractors + self.test.num_other_facts, self.train.max_distractors) + 1
             require(len(spec.names) >= 3 * wanted, f"{key}.names",
                     f"needs at least {3 * wanted} names (a third per split, enough for distractors and absent ones).")
 
@@ -247,7 +251,9 @@ def eval_document(maker: DocumentMaker, index: int, slot: int, length: int) -> d
     depth = depths[turn % len(depths)]
     sources = {"seen": spec.train_sources, "unseen_text": spec.unseen_sources}.get(
         group, spec.train_sources + spec.unseen_sources)
-    source = sources[(turn // len(depths)) % len(sources)]
+    # Sources turn with every document and shift by one each round of depths, so a length with few documents
+    # still mixes its sources and each depth meets each source.
+    source = sources[(turn + turn // len(depths)) % len(sources)]
     if group == "unseen_family":
         family = rng.choice(maker.split_families)
     elif group == "keyed":
@@ -262,6 +268,9 @@ def eval_document(maker: DocumentMaker, index: int, slot: int, length: int) -> d
     if group == "keyed":
         facts += [dict(maker.fact(family, names.pop(), rng.uniform(split.depth_min, split.depth_max)), target=False)
                   for _ in range(split.num_distractors)]
+    others = [other for other in maker.train_families + maker.split_families if other.name != family.name]
+    for other in rng.sample(others, k=min(split.num_other_facts, len(others))):
+        facts.append(dict(maker.fact(other, names.pop() if other.keyed else "", rng.uniform(0.0, 1.0)), target=False))
     questions = [maker.question(family, name, target["key"], "present"),
                  maker.absent_question(facts, maker.train_families + maker.split_families)]
     return maker.document(index, length, source, facts, questions, group)

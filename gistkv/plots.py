@@ -1,6 +1,6 @@
-"""PNG figures: the gist mask, NIAH heatmaps, accuracy vs compression, memory/TTFT bars, loss curve.
+"""The report's PNG figures: heatmaps, accuracy vs compression with intervals, bars, curves.
 
-Matplotlib with the Agg backend, fixed sizes and no timestamps in the metadata, so the same
+Fixed sizes, and files written by gistkv.png (no timestamps in the metadata), so the same
 numbers give the same bytes.
 """
 
@@ -8,39 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from gistkv.io import atomic_path  # noqa: E402
-
-DPI = 100
-PNG_METADATA = {"Software": None}   # no matplotlib version stamp: bytes depend on the data only
-
-
-def save(fig, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, metadata=PNG_METADATA)
-    plt.close(fig)
-
-
-def plot_mask(allowed: np.ndarray, blocks: list[tuple[str, int, int]], path: str | Path) -> None:
-    """``allowed`` (T, T) booleans; ``blocks`` (label, start, end) along both axes."""
-    fig, axis = plt.subplots(figsize=(6, 6))
-    axis.imshow(allowed, cmap="Blues", interpolation="nearest")
-    for label, start, end in blocks:
-        middle = (start + end - 1) / 2
-        axis.axhline(start - 0.5, color="red", linewidth=0.8)
-        axis.axvline(start - 0.5, color="red", linewidth=0.8)
-        axis.text(middle, -1.5, label, ha="center", va="bottom", fontsize=9)
-        axis.text(-1.5, middle, label, ha="right", va="center", fontsize=9, rotation=90)
-    axis.set_xlabel("key position (attended to)")
-    axis.set_ylabel("query position (attending)")
-    axis.set_title("gist attention mask (blue = may attend)", pad=22)
-    fig.tight_layout()
-    save(fig, path)
+from gistkv.png import plt, save
 
 
 def plot_heatmap(grid: np.ndarray, depths: list[float], lengths: list[int], title: str, path: str | Path) -> None:

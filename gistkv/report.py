@@ -22,7 +22,8 @@ from gistkv.report_training import training_section
 from gistkv.scoring import mcnemar_exact
 
 HEADLINE = ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_unseen_family", "accuracy_seen",
-            "accuracy_unseen_text", "accuracy_keyed", "absent_declined", "wrong_number_rate", "budget_tokens",
+            "accuracy_unseen_text", "accuracy_keyed", "absent_declined", "present_declined", "document_accuracy",
+            "wrong_number_rate", "budget_tokens",
             "answer_kv_bytes", "artifact_bytes", "score_mean")
 
 
@@ -97,14 +98,16 @@ def summary(found: dict[str, dict[str, dict]]) -> dict:
 def method_table(methods: dict[str, dict], lengths: list[int]) -> list[str]:
     longest = max(lengths)
     header = ("| method | reader | reads (tokens) | accuracy [95 % CI] | unseen family | seen | unseen text | keyed "
-              f"| absent: declined | wrong number | first answer, {longest} tok | per question, {longest} tok |")
-    lines = [header, "|---" * 12 + "|"]
+              "| absent: declined | present: no number | both questions right | wrong number "
+              f"| first answer, {longest} tok | per question, {longest} tok |")
+    lines = [header, "|---" * 14 + "|"]
     for name, metrics in methods.items():
         short = lambda key: fmt(metrics.get(key), "pct")   # noqa: E731
         reads = "the document" if name.startswith("full/") else fmt(metrics.get("budget_tokens"))
         lines.append(f"| {name} | {metrics['reader']} | {reads} | {cell(metrics, 'accuracy')} "
                      f"| {short('accuracy_unseen_family')} | {short('accuracy_seen')} | {short('accuracy_unseen_text')} "
-                     f"| {short('accuracy_keyed')} | {short('absent_declined')} | {short('wrong_number_rate')} "
+                     f"| {short('accuracy_keyed')} | {short('absent_declined')} | {short('present_declined')} "
+                     f"| {short('document_accuracy')} | {short('wrong_number_rate')} "
                      f"| {fmt(metrics.get(f'first_answer_s_tokens_{longest}'), 's')} "
                      f"| {fmt(metrics.get(f'per_question_s_tokens_{longest}'), 's')} |")
     return lines
@@ -166,8 +169,12 @@ def bar_lines(found: dict, targets: Targets, langs: list[str]) -> list[str]:
     for title, key, bar in checks:
         cells = []
         for lang in langs:
-            value = found.get(f"niah_test_{lang}", {}).get("gist", {}).get(key)
-            cells.append("–" if value is None else f"{fmt(value, 'pct')} {'met' if value >= bar else '**not met**'}")
+            gist = found.get(f"niah_test_{lang}", {}).get("gist", {})
+            if key not in gist:
+                cells.append("–")
+                continue
+            sure = " (also its lower bound)" if gist[f"{key}_ci_low"] >= bar else ""
+            cells.append(f"{cell(gist, key)} {'met' + sure if gist[key] >= bar else '**not met**'}")
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     def lowest_ratio(gist: dict) -> float | None:      # the bar is on documents of at least 1,000 tokens
         ratios = [value for key, value in gist.items() if key.startswith("compression_ratio_tokens_")

@@ -66,7 +66,7 @@ def one_variant(base: Path, niah: Path, params_path: Path, steps: int, work: Pat
             "train_s_without_checks": result["train_wall_s_without_checks"],
             "s_per_step": round(result["train_wall_s_without_checks"] / max(result["steps"], 1), 3),
             "compress_s": round(compress_s, 3), "artifact_bytes": (work / "doc.safetensors").stat().st_size,
-            "answer": reply.strip()[:40],
+            "answer": " ".join(reply.split())[:40],
             "peak_cuda_gib": round(torch.cuda.max_memory_allocated() / (1 << 30), 2) if torch.cuda.is_available() else None}
 
 

@@ -2,8 +2,10 @@
 
 Accuracy is over questions whose document holds the answer (``present``), with a Wilson interval, by
 group and by context length; ``absent_declined`` is the share of questions about a fact the document
-does not hold that were declined (no number asserted); ``wrong_number_rate`` counts present
-questions answered with another number. Costs are medians over documents, per context length:
+does not hold that were declined (no number asserted) — a model that never gives a number declines all
+of them, so read it beside ``present_declined`` (present questions answered without a number) and
+``document_accuracy`` (documents whose every question was answered right); ``wrong_number_rate``
+counts present questions answered with another number. Costs are medians over documents, per context length:
 ``first_answer_s`` = the document's one-off cost + its first question, ``per_question_s`` = one-off +
 all its questions, divided by their number.
 
@@ -62,7 +64,10 @@ def cost_metrics(rows: list[dict]) -> dict:
 def niah_metrics(rows: list[dict]) -> dict:
     present = [row for row in rows if row["kind"] == "present"]
     absent = [row for row in rows if row["kind"] == "absent"]
-    metrics = {"n_documents": len({row["id"] for row in rows}), **rate(present, "correct", "accuracy"),
+    documents = [{"id": key, "all_right": all(row["correct"] for row in questions)}
+                 for key, questions in by(rows, "id").items()]
+    metrics = {"n_documents": len(documents), **rate(present, "correct", "accuracy"),
+               **rate(documents, "all_right", "document_accuracy"),
                **rate(absent, "declined", "absent_declined"), **rate(present, "wrong_number", "wrong_number_rate"),
                **rate(present, "declined", "present_declined")}
     for group, subset in by(present, "group").items():

@@ -128,7 +128,7 @@ def make_gist_trainer():
 
 def make_held_out_accuracy(documents: list[dict], tokenizer, gist_ids: list[int], use_gist_mask: bool,
                            context_read: ContextRead, resume_from: str | None, reads: BaseReads | None = None,
-                           max_new_tokens: int = 16):
+                           max_new_tokens: int = 12):
     """A callback that answers the held-out (dev) documents' questions at every evaluation, with the
     inference code itself (compress + store + answer from the gist file, or the control's full-context
     answer): the accuracy-vs-steps curve, and how often questions about absent facts are declined. The

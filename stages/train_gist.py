@@ -25,7 +25,7 @@ import typer
 from gistkv.gist import CONTEXT, GIST, GistCollator, gist_token_strings
 from gistkv.io import atomic_dir, write_json, write_text
 from gistkv.params import load_section
-from gistkv.plots import plot_mask
+from gistkv.mask_plot import plot_mask
 from gistkv.stage import stage_errors
 from gistkv.train import curve, train_compressor
 from gistkv.train_config import GistParams, TrainParams

@@ -23,8 +23,9 @@ def niah_mapping():
     mapping = copy.deepcopy(read_params(PARAMS)["niah"])
     mapping["tolerance"] = 0.03       # Korean is many byte-level tokens: short targets land less exactly
     mapping["train"].update(context_lengths=[256], samples_per_length=[12], absent_fraction=0.5)
-    mapping["dev"].update(context_lengths=[256, 320], samples_per_length=[8, 4])
-    mapping["test"].update(context_lengths=[256, 320], samples_per_length=[8, 4], depth_min=0.2, depth_max=0.8,
+    # (the keyed group's five needles are ~300 byte-level tokens in Korean)
+    mapping["dev"].update(context_lengths=[448, 512], samples_per_length=[8, 4])
+    mapping["test"].update(context_lengths=[448, 512], samples_per_length=[8, 4], depth_min=0.2, depth_max=0.8,
                            num_depths=5)
     return mapping
 
@@ -143,7 +144,9 @@ def test_splits_share_no_key_name_or_family(niah_params, documents, lang):
     for split in ("dev", "test"):
         for doc in documents[(lang, split)]:
             own = set(niah_params.families[split] if doc["group"] == "unseen_family" else niah_params.families["train"])
-            assert {fact["family"] for fact in doc["facts"]} <= own, doc["id"]
+            assert doc["questions"][0]["family"] in own, doc["id"]          # what is asked
+            assert {fact["family"] for fact in doc["facts"]} <= own | set(niah_params.families["train"]) | set(
+                niah_params.families[split]), doc["id"]
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -194,11 +197,28 @@ def test_keyed_group_holds_the_fact_beside_same_family_distractors(niah_params, 
         keyed = [doc for doc in documents[(lang, split)] if doc["group"] == "keyed"]
         assert keyed
         for doc in keyed:
+            asked = doc["questions"][0]["family"]
+            same = [fact for fact in doc["facts"] if fact["family"] == asked]
+            assert len(same) == 1 + getattr(niah_params, split).num_distractors and families[asked].keyed
             facts = doc["facts"]
-            assert len(facts) == 1 + getattr(niah_params, split).num_distractors
-            assert len({fact["family"] for fact in facts}) == 1 and families[facts[0]["family"]].keyed
-            assert len({fact["name"] for fact in facts}) == len(facts)
-            assert len({fact["key"] for fact in facts}) == len(facts)
+            assert len(facts) == len(same) + getattr(niah_params, split).num_other_facts
+            named = [fact["name"] for fact in facts if fact["name"]]
+            assert len(set(named)) == len(named) and len({fact["key"] for fact in facts}) == len(facts)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_asked_key_is_never_the_only_long_number_in_an_eval_document(niah_params, documents, lang):
+    """Copying the one long number of the text must not answer the question: other families' facts stand beside it."""
+    import re
+
+    for split in ("dev", "test"):
+        for doc in documents[(lang, split)]:
+            numbers = set(re.findall(r"\d{4,}", doc["context"]))
+            assert len(numbers) >= 1 + getattr(niah_params, split).num_other_facts
+            asked = doc["questions"][0]
+            assert asked["kind"] == "present" and asked["answer"] in numbers
+            held = {(fact["family"], fact["name"]) for fact in doc["facts"]}
+            assert len({family for family, _ in held}) >= 1 + getattr(niah_params, split).num_other_facts
 
 
 def test_eval_depths_are_on_the_grid(documents):
@@ -243,7 +263,7 @@ def test_bad_params_give_one_line_naming_the_key(niah_mapping, path, value, mess
 def test_unknown_lang_and_too_long_context(niah_params, tok):
     with pytest.raises(GistkvError, match="niah.languages: unknown lang 'fr'"):
         generate(niah_params, "fr", "test", tok)
-    with pytest.raises(GistkvError, match="niah.test.context_lengths: 320 tokens exceeds the model's 300"):
+    with pytest.raises(GistkvError, match="niah.test.context_lengths: 512 tokens exceeds the model's 300"):
         generate(niah_params, "en", "test", tok, max_positions=300)
 
 

@@ -30,8 +30,8 @@ def tiny_profile(params: dict, model_dir: Path) -> dict:
     niah = params["niah"]
     niah["tolerance"] = 0.03          # the byte-level tiny tokenizer cannot always land Korean exactly
     niah["train"].update(context_lengths=[192], samples_per_length=[6])
-    niah["dev"].update(context_lengths=[192], samples_per_length=[4])
-    niah["test"].update(context_lengths=[192, 256], samples_per_length=[4, 4], num_depths=2)
+    niah["dev"].update(context_lengths=[448], samples_per_length=[4], num_other_facts=1)
+    niah["test"].update(context_lengths=[448, 512], samples_per_length=[4, 4], num_depths=2, num_other_facts=1)
     params["ruler"].update(tasks=["niah_single_1", "qa_1"], context_lengths=[512], samples_per_length=[1],
                            max_new_tokens=4)
     params["gist"]["num_tokens"] = 2
