@@ -222,6 +222,21 @@ def heatmap_plot(rows: list[dict], method: str, lang: str, out_dir: Path) -> str
     return name
 
 
+def cost_lines(costs: dict[str, dict]) -> list[str]:
+    """Each method alone in a fresh process (stage measure_costs): peak memory and end-to-end seconds."""
+    lengths = sorted({int(key.rsplit("_", 1)[1]) for row in costs.values() for key in row
+                      if key.startswith("first_answer_s_tokens_")})
+    lines = ["| method | peak memory (process) | loading its model | "
+             + " | ".join(f"{length} tok: first answer · per question" for length in lengths) + " |",
+             "|---" * (len(lengths) + 3) + "|"]
+    for name in sorted(costs, key=method_order):
+        row = costs[name]
+        lines.append(f"| {name} | {row['peak_rss_mb']:,.0f} MB | {fmt(row['load_s'], 's')} | " + " | ".join(
+            f"{fmt(row.get(f'first_answer_s_tokens_{length}'), 's')} · {fmt(row.get(f'per_question_s_tokens_{length}'), 's')}"
+            for length in lengths) + " |")
+    return lines
+
+
 def ruler_lines(methods: dict[str, dict], params: dict) -> list[str]:
     lengths = params.get("ruler", {}).get("context_lengths", [])
     tasks = params.get("ruler", {}).get("tasks", [])
@@ -268,8 +283,18 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
         for method in ("gist", "full/tuned"):
             if picture := heatmap_plot(rows, method, lang, out_dir):
                 lines += [f"![{method}]({picture})", ""]
+    if (metrics_dir / "costs.json").exists():
+        costs = read_json(metrics_dir / "costs.json")
+        documents = next(iter(costs.values()))["n_documents"]
+        lines += ["## Each method alone", "", f"A fresh process per method holding only its own model, on {documents} "
+                  "test documents (stage `measure_costs`; medians; seconds end to end: reading or compressing or "
+                  "indexing the document, storing and loading the gist file, retrieving, answering):", "",
+                  *cost_lines(costs), ""]
     if "ruler" in found:
-        lines += ["## RULER (evaluation only; score = RULER's string match, %)", "", *ruler_lines(found["ruler"], params), ""]
+        samples = params.get("ruler", {}).get("samples_per_length", [])
+        lines += ["## RULER (evaluation only; score = RULER's string match, %)", "",
+                  f"Samples per task at each length: {samples} — each cell is a mean over that many samples.", "",
+                  *ruler_lines(found["ruler"], params), ""]
     for lang in langs:
         if methods := found.get(f"niah_dev_{lang}"):
             lines += [f"## Dev, {lang} (for decisions)", "", *method_table(methods, lengths_of(methods)), ""]

@@ -220,3 +220,20 @@ def test_longbench_stage_runs_the_methods_on_downloaded_tasks(trained, tmp_path)
                            "gist.multifieldqa_en.score"}
     assert all(0 <= value <= 100 for key, value in scores.items() if key != "evaluated")
     assert len((tmp_path / "out/multifieldqa_en.jsonl").read_text().splitlines()) == 2 * 3
+
+
+@pytest.mark.parametrize("method", ["full/tuned", "gist"])
+def test_a_method_alone_in_its_own_process_reports_its_costs(trained, method):
+    """stage measure_costs: a fresh process per method, only its own model loaded, the same accounting."""
+    from gistkv.costs import cost_summary, measure_method
+    from gistkv.evaluate import EvaluateParams
+    from gistkv.params import load_section
+
+    base, root = trained
+    settings = load_section(REPO / "params.yaml", "evaluate", EvaluateParams)
+    docs = documents(2, 90)
+    result = measure_method(method, base, root / "gist", root / "lora", docs, settings)
+    assert len(result["rows"]) == 2 * 2 and {row["method"] for row in result["rows"]} == {method}
+    summary = cost_summary(method, result)
+    assert summary["peak_rss_mb"] > 50 and summary["load_s"] > 0 and summary["n_documents"] == 2
+    assert summary["first_answer_s_tokens_16"] > 0 and summary["per_question_s_tokens_16"] > 0

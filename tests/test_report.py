@@ -207,3 +207,20 @@ def test_same_inputs_same_bytes(report, inputs, tmp_path):
     build(inputs, tmp_path / "again")
     for name in ["report.md", *PICTURES]:
         assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_the_costs_of_each_method_alone_are_a_table(inputs, tmp_path):
+    """metrics/costs.json (stage measure_costs) becomes a table of peak memory and seconds per method."""
+    import shutil
+
+    root = tmp_path / "inputs"
+    shutil.copytree(inputs, root)
+    write_json(root / "metrics/costs.json", {
+        "gist": {"method": "gist", "reader": "gist", "peak_rss_mb": 812.4, "load_s": 2.5, "n_documents": 6,
+                 "first_answer_s_tokens_1024": 3.1, "per_question_s_tokens_1024": 1.7},
+        "full/base": {"method": "full/base", "reader": "base", "peak_rss_mb": 700.0, "load_s": 1.0, "n_documents": 6,
+                      "first_answer_s_tokens_1024": 2.9, "per_question_s_tokens_1024": 1.6}})
+    build(root, tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "## Each method alone" in text and "on 6 test documents" in text
+    assert text.index("| full/base | 700 MB | 1.00 s | 2.90 s · 1.60 s |") < text.index("| gist | 812 MB | 2.50 s |")
