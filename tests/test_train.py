@@ -114,18 +114,30 @@ def test_interrupted_training_resumes_from_the_last_checkpoint(tiny_base, tmp_pa
     assert third["resumed_from"] == ""
 
 
-@pytest.mark.slow
-def test_two_cpu_processes_ddp(tiny_base, tmp_path):
-    params = stage_inputs(tmp_path, num_processes=2)
+def run_stage(params: Path, tiny_base: Path, folder: Path) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, str(REPO / "stages/train_gist.py"), "--params", str(params),
-                           "--base", str(tiny_base), "--niah", str(tmp_path / "niah"), "--out", str(tmp_path / "gist"),
-                           "--checkpoints", str(tmp_path / "ckpt"), "--metrics", str(tmp_path / "metrics")],
+                           "--base", str(tiny_base), "--niah", str(folder / "niah"), "--out", str(folder / "gist"),
+                           "--checkpoints", str(folder / "ckpt"), "--metrics", str(folder / "metrics")],
                           capture_output=True, text=True, env=env, timeout=300, start_new_session=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads((tmp_path / "metrics/train.json").read_text())
-    assert result["num_processes"] == 2 and result["steps"] == 4
-    assert (tmp_path / "gist/compressor.json").exists()
+    losses = (folder / "metrics/loss.tsv").read_text().splitlines()[1:]
+    return {"train": json.loads((folder / "metrics/train.json").read_text()),
+            "loss": {int(step): float(value) for step, value in (line.split("\t") for line in losses)}}
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_ddp_learn_what_one_process_learns_from_the_same_global_batch(tiny_base, tmp_path):
+    """2 DDP ranks of batch 1 see the documents one process of batch 2 sees; the custom loss, scaled back by
+    the world size, logs the same loss (without the scaling it would be half)."""
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one").mkdir()
+    two = run_stage(stage_inputs(tmp_path / "two", num_processes=2), tiny_base, tmp_path / "two")
+    one = run_stage(stage_inputs(tmp_path / "one", batch_size=2), tiny_base, tmp_path / "one")
+    assert two["train"]["num_processes"] == 2 and two["train"]["steps"] == one["train"]["steps"] == 4
+    assert (tmp_path / "two/gist/compressor.json").exists()
+    for step in (1, 2):
+        assert two["loss"][step] == pytest.approx(one["loss"][step], rel=2e-3), step
 
 
 def test_plateau_check_reads_the_mean_logged_loss_of_its_window():
