@@ -1,4 +1,4 @@
-"""Read one section of ``params.yaml`` into a typed dataclass.
+"""Read one section of ``params.yaml`` into a typed dataclass, checked by pydantic.
 
 Each stage reads only its own section (stage name = params section), and the defaults
 live in ``params.yaml`` alone: a dataclass field without a value in the file is an error,
@@ -12,16 +12,20 @@ not a silent default.
 from __future__ import annotations
 
 import dataclasses
-import types
+import json
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pydantic
 import yaml
 
 from gistkv.errors import GistkvError
 
 T = TypeVar("T")
+
+# What pydantic.with_config would set on every params dataclass: a key the class does not know is an error.
+PARAMS_CONFIG = pydantic.ConfigDict(extra="forbid")
 
 
 def read_params(path: str | Path = "params.yaml") -> dict:
@@ -38,56 +42,65 @@ def read_params(path: str | Path = "params.yaml") -> dict:
 
 
 def from_mapping(cls: type[T], mapping: Any, where: str) -> T:
-    """Build dataclass ``cls`` from ``mapping``; ``where`` names the section in errors."""
+    """Build dataclass ``cls`` from ``mapping`` with pydantic; ``where`` names the section in errors.
+
+    Types are strict (``"1"`` is not an int, ``true`` is not a number), unknown keys are refused, a field
+    without a default must be in the file; then the class's own ``validate(where)`` checks ranges and
+    cross-field rules. Every failure is one line naming the key.
+    """
     if not isinstance(mapping, dict):
         raise GistkvError(f"{where}: expected a mapping, got {type(mapping).__name__}.")
-    fields = {field.name: field for field in dataclasses.fields(cls)}
-    unknown = sorted(set(mapping) - set(fields))
-    if unknown:
-        raise GistkvError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(fields))}).")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name, field in fields.items():
-        key = f"{where}.{name}"
-        if name not in mapping:
-            if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING:
-                continue
-            raise GistkvError(f"{key}: missing in params.")
-        values[name] = _convert(hints[name], mapping[name], key)
-    instance = cls(**values)
+    _forbid_unknown_keys(cls)
+    try:
+        # JSON mode: strict types still accept a mapping for a nested dataclass (Python mode wants an instance).
+        instance = pydantic.TypeAdapter(cls).validate_json(json.dumps(mapping), strict=True)
+    except pydantic.ValidationError as err:
+        raise GistkvError(_one_line(err.errors()[0], where, cls)) from None
     validate = getattr(instance, "validate", None)
     if validate is not None:
         validate(where)
     return instance
 
 
-def _convert(hint: Any, value: Any, key: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return from_mapping(hint, value, key)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
+def _forbid_unknown_keys(cls: type) -> None:
+    """Give ``cls`` and the dataclasses nested in it pydantic's ``extra="forbid"`` (what ``with_config`` sets)."""
+    if not dataclasses.is_dataclass(cls) or "__pydantic_config__" in vars(cls):
+        return
+    cls.__pydantic_config__ = PARAMS_CONFIG
+    for hint in typing.get_type_hints(cls).values():
+        for inner in (hint, *_type_args(hint)):
+            _forbid_unknown_keys(inner)
+
+
+def _type_args(hint: Any) -> list:
+    args = list(typing.get_args(hint))
+    return args + [nested for arg in args for nested in _type_args(arg)]
+
+
+def _one_line(error: dict, where: str, cls: type) -> str:
+    key = ".".join([where, *(str(part) for part in error["loc"])])
+    if error["type"] == "missing":
+        return f"{key}: missing in params."
+    if error["type"] == "unexpected_keyword_argument":
+        owner = _owner(cls, error["loc"][:-1])
+        known = ", ".join(sorted(field.name for field in dataclasses.fields(owner))) if owner else "see params.yaml"
+        return f"{key}: unknown key (known: {known})."
+    # The input went through JSON (see from_mapping); say it in YAML's words.
+    message = error["msg"].replace("an object", "a mapping").replace("a valid array", "a list")
+    return f"{key}: {message}, got {error['input']!r}."
+
+
+def _owner(cls: type, loc: tuple) -> type | None:
+    """The dataclass that holds the key at ``loc`` (through nested dataclasses, lists and mappings)."""
+    for part in loc:
+        hints = typing.get_type_hints(cls)
+        if part not in hints:      # a list index or a mapping key: the same dataclass holds the next part
+            continue
+        nested = [arg for arg in (hints[part], *_type_args(hints[part])) if dataclasses.is_dataclass(arg)]
+        if not nested:
             return None
-        non_none = [arg for arg in args if arg is not type(None)]
-        return _convert(non_none[0], value, key)
-    if origin is list:
-        if not isinstance(value, list):
-            raise GistkvError(f"{key}: expected a list, got {value!r}.")
-        return [_convert(args[0], item, f"{key}[{i}]") for i, item in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise GistkvError(f"{key}: expected a mapping, got {value!r}.")
-        return {k: _convert(args[1], v, f"{key}.{k}") for k, v in value.items()}
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, str, bool):
-        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-            raise GistkvError(f"{key}: expected {hint.__name__}, got {value!r}.")
-        return value
-    if hint is float:
-        raise GistkvError(f"{key}: expected a number, got {value!r}.")
-    return value
+        cls = nested[0]
+    return cls
 
 
 def load_section(path: str | Path, section: str, cls: type[T]) -> T:

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from gistkv.compressor import ContextRead
 from gistkv.errors import GistkvError
@@ -16,6 +16,8 @@ from gistkv.params import require
 
 # transformers' scheduler names this project has run with; a typo should fail here, not after the model loads.
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear", "warmup_stable_decay")
+# The projections of a Llama-family decoder layer (SmolLM2 and Llama-3 name them alike) that LoRA may adapt.
+TargetModule = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 @dataclass
@@ -40,7 +42,7 @@ class TrainParams:
     lora_r: int
     lora_alpha: int
     lora_dropout: float
-    target_modules: list[str]
+    target_modules: list[TargetModule]
     context_encoder: str         # "base": the context is read by the frozen base model (no backward through it)
     curriculum: bool             # true: train short contexts first (order by length), else shuffled
     validation_samples: int      # dev documents for the held-out loss and accuracy checks

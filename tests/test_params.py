@@ -17,7 +17,7 @@ def test_repo_params_load():
 @pytest.mark.parametrize("change, message", [
     ({"colour": 1}, "model.colour: unknown key"),
     ({"dtype": "float8"}, "model.dtype: must be one of"),
-    ({"load_in_4bit": "yes"}, "model.load_in_4bit: expected bool"),
+    ({"load_in_4bit": "yes"}, "model.load_in_4bit: Input should be a valid boolean, got 'yes'"),
     ({"device": "tpu"}, "model.device: must be auto, cpu or cuda"),
 ])
 def test_bad_values_name_the_key(change, message):
@@ -28,7 +28,7 @@ def test_bad_values_name_the_key(change, message):
 def test_missing_key_is_named():
     mapping = dict(GOOD)
     del mapping["dtype"]
-    with pytest.raises(GistkvError, match="model.dtype: missing"):
+    with pytest.raises(GistkvError, match="model.dtype: missing in params"):
         from_mapping(ModelParams, mapping, "model")
 
 
@@ -51,7 +51,7 @@ def test_optional_train_keys_default_and_are_checked():
     mapping = dataclasses.asdict(train)
     del mapping["use_gist_mask"], mapping["lr_scheduler_kwargs"]
     assert from_mapping(TrainParams, mapping, "train").lr_scheduler_kwargs == {}
-    with pytest.raises(GistkvError, match="train.lr_scheduler_kwargs: expected a mapping"):
+    with pytest.raises(GistkvError, match="train.lr_scheduler_kwargs: Input should be a mapping, got 300"):
         from_mapping(TrainParams, {**mapping, "lr_scheduler_kwargs": 300}, "train")
 
 
@@ -63,6 +63,17 @@ def test_optional_train_keys_default_and_are_checked():
     ({"plateau_check_step": 405}, "train.plateau_check_step: must be a multiple of logging_steps=10"),
     ({"plateau_window": 5}, "train.plateau_window: must cover at least one logged loss"),
     ({"plateau_restarts": -1}, "train.plateau_restarts: must be >= 0"),
+    # the bad inputs of issue 33: each one line naming the key, before any model loads
+    ({"logging_steps": 0}, "train.logging_steps: must be >= 1, got 0"),
+    ({"validation_samples": 0}, "train.validation_samples: must be >= 1, got 0"),
+    ({"lr_scheduler": "cosin"}, "train.lr_scheduler: must be one of constant, .*, got 'cosin'"),
+    ({"target_modules": ["q_proj", "qproj"]}, "train.target_modules.1: Input should be 'q_proj', .*, got 'qproj'"),
+    ({"lora_r": 0}, "train.lora_r: must be >= 1, got 0"),
+    ({"warmup_steps": -5}, "train.warmup_steps: warmup_steps and weight_decay must be >= 0"),
+    ({"max_steps": "1000"}, "train.max_steps: Input should be a valid integer, got '1000'"),
+    ({"learning_rate": True}, "train.learning_rate: Input should be a valid number, got True"),
+    ({"langs": "en"}, "train.langs: Input should be a list, got 'en'"),
+    ({"lerning_rate": 1e-3}, "train.lerning_rate: unknown key \\(known: batch_size, .*\\)"),
 ])
 def test_train_switches_are_checked(change, message):
     from gistkv.train import TrainParams
@@ -70,3 +81,23 @@ def test_train_switches_are_checked(change, message):
     mapping = {**dataclasses.asdict(load_section("params.yaml", "train", TrainParams)), **change}
     with pytest.raises(GistkvError, match=message):
         from_mapping(TrainParams, mapping, "train")
+
+
+def test_unknown_key_in_a_nested_section_names_its_own_keys():
+    from gistkv.niah import NiahParams
+    from gistkv.params import read_params
+
+    niah = read_params("params.yaml")["niah"]
+    lang = next(iter(niah["languages"]))
+    niah["languages"][lang]["train_source"] = ["pydoc"]
+    with pytest.raises(GistkvError, match=f"niah.languages.{lang}.train_source: unknown key \\(known: names, "):
+        from_mapping(NiahParams, niah, "niah")
+
+
+def test_strict_types_keep_what_params_yaml_means():
+    """An int where a float is declared is still that number, as a float (yaml has no 1.0e-3 vs 1e-3 issue)."""
+    from gistkv.train import TrainParams
+
+    mapping = {**dataclasses.asdict(load_section("params.yaml", "train", TrainParams)), "learning_rate": 1}
+    learning_rate = from_mapping(TrainParams, mapping, "train").learning_rate
+    assert learning_rate == 1.0 and isinstance(learning_rate, float)
