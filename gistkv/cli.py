@@ -43,7 +43,7 @@ def doctor(base: Path = typer.Option(Path("models/base"), help="prepared base mo
     """Print what this machine offers: python, torch/CUDA, bitsandbytes, library versions, base model, memory plan."""
     import json
 
-    from gistkv.doctor import device_memory_gib, memory_plan, report
+    from gistkv.tools.doctor import device_memory_gib, memory_plan, report
     from gistkv.params import read_params
 
     for name, value in report(base):
@@ -52,7 +52,7 @@ def doctor(base: Path = typer.Option(Path("models/base"), help="prepared base mo
         return
     try:
         settings = read_params(params)
-        from gistkv.model import model_location
+        from gistkv.core.model import model_location
 
         config_path = config or Path(model_location(base)) / "config.json"
         if not config_path.exists():
@@ -76,8 +76,8 @@ def compress(document: Path, output: Path = typer.Option(..., "-o", "--output"),
     """Compress a UTF-8 text file into a gist KV .safetensors file."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    from gistkv.compressor import load_compressor
-    from gistkv.kv import compress as compress_text
+    from gistkv.core.compressor import load_compressor
+    from gistkv.core.kv import compress as compress_text
 
     try:
         if not document.exists():
@@ -110,9 +110,9 @@ def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/g
     The confidence is the probability of the least likely token of the answer; a compressor trained on
     questions whose answer is absent says so ("The document does not say.") instead of a number.
     """
-    from gistkv.compressor import load_compressor
-    from gistkv.kv import GistKV, answer_ids
-    from gistkv.prompt import encode, query_text
+    from gistkv.core.compressor import load_compressor
+    from gistkv.core.kv import GistKV, answer_ids
+    from gistkv.core.prompt import encode, query_text
 
     try:
         compressor = load_compressor(model)
@@ -144,7 +144,7 @@ def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/g
 @app.command()
 def inspect(artifact: Path) -> None:
     """Show a gist file's metadata, size, and its ratio to the full KV cache it replaces."""
-    from gistkv.kv import GistKV
+    from gistkv.core.kv import GistKV
 
     try:
         gist_kv = GistKV.load(artifact)
@@ -164,7 +164,7 @@ def inspect(artifact: Path) -> None:
 def near_misses(predictions: list[Path], method: str = typer.Option("gist", help="the method whose answers to read")) -> None:
     """Where one method's wrong answers (facts in the document) go wrong, digit by digit, in evaluate's rows."""
     from gistkv.io import read_jsonl
-    from gistkv.near_misses import present_near_misses
+    from gistkv.reporting.near_misses import present_near_misses
 
     for path in predictions:
         try:
@@ -181,7 +181,7 @@ def near_misses(predictions: list[Path], method: str = typer.Option("gist", help
 def headline(metrics: Path = typer.Option(Path("metrics")), readme: Path = typer.Option(Path("README.md")),
              write: bool = typer.Option(False, help="put the table into README.md between its markers")) -> None:
     """The README's headline table from metrics/ (the test split, every method)."""
-    from gistkv.headline import headline_table, with_headline
+    from gistkv.reporting.headline import headline_table, with_headline
     from gistkv.io import write_text
 
     table = headline_table(metrics)
@@ -204,7 +204,7 @@ def smoke_gpu(base: Path = typer.Option(Path("models/base")), niah: Path = typer
     when there are 2 GPUs); prints what it measured."""
     import torch
 
-    from gistkv.smoke import smoke
+    from gistkv.tools.smoke import smoke
 
     if device == "cuda" and not torch.cuda.is_available():
         fail(GistkvError("smoke-gpu: torch sees no CUDA device here; run it on a GPU machine (or --device cpu)."))
@@ -216,7 +216,7 @@ def smoke_gpu(base: Path = typer.Option(Path("models/base")), niah: Path = typer
 @app.command("bench-load")
 def bench_load(base: Path = typer.Option(Path("models/base")), repeats: int = 3) -> None:
     """Print how long loading the prepared base model takes (seconds, each repeat)."""
-    from gistkv.bench import time_load
+    from gistkv.tools.bench import time_load
 
     seconds = time_load(base, repeats)
     typer.echo(f"load {base}: " + ", ".join(f"{s:.2f} s" for s in seconds) + f" (best {min(seconds):.2f} s)")
@@ -228,8 +228,8 @@ def bench_kv(model: Path = typer.Option(Path("models/gist")), lengths: str = "10
     """Artifact bytes vs full KV bytes, compress tokens/s, and TTFT of `ask` from a file vs full context."""
     import torch
 
-    from gistkv.bench import kv_benchmark
-    from gistkv.compressor import load_compressor
+    from gistkv.tools.bench import kv_benchmark
+    from gistkv.core.compressor import load_compressor
 
     compressor = load_compressor(model)
     typer.echo(f"threads={torch.get_num_threads()} device={compressor.device} gist_tokens={len(compressor.gist_ids)}")
@@ -242,7 +242,7 @@ def bench_onset(seeds: str = "46,47,48", steps: int = 400, params: Path = Path("
                 base: Path = Path("models/base"), niah: Path = Path("data/niah"),
                 workdir: Path = typer.Option(Path("/tmp"))) -> None:
     """First STEPS training steps per seed: the loss over the plateau window at steps 200, 300, ... (~5 min a seed)."""
-    from gistkv.bench import onset
+    from gistkv.tools.bench import onset
 
     try:
         for row in onset(base, niah, params, [int(seed) for seed in seeds.split(",")], steps, workdir):
@@ -257,7 +257,7 @@ def bench_step(lengths: str = "128,512,1024,2048", steps: int = 5, params: Path 
     """Median seconds of one training step at each context length (the recipe in PARAMS, its train records)."""
     import torch
 
-    from gistkv.bench import step_seconds
+    from gistkv.tools.bench import step_seconds
 
     typer.echo(f"threads={torch.get_num_threads()}")
     try:

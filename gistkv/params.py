@@ -5,7 +5,7 @@ live in ``params.yaml`` alone: a dataclass field without a value in the file is 
 not a silent default.
 
     >>> from gistkv.params import load_section
-    >>> from gistkv.model import ModelParams
+    >>> from gistkv.core.model import ModelParams
     >>> load_section("params.yaml", "model", ModelParams)  # doctest: +SKIP
 """
 

@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress
 
 from gistkv.io import atomic_dir
-from gistkv.longbench import LongBenchParams, fetch_longbench
+from gistkv.data.longbench import LongBenchParams, fetch_longbench
 from gistkv.params import load_section
 from gistkv.stage import stage_errors
 

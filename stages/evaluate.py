@@ -21,14 +21,14 @@ import typer
 from rich.progress import Progress
 
 from gistkv.errors import GistkvError
-from gistkv.evaluate import EvaluateParams, evaluate_documents, score_niah, score_ruler
+from gistkv.evaluation.evaluate import EvaluateParams, evaluate_documents, score_niah, score_ruler
 from gistkv.io import atomic_dir, read_jsonl, write_json, write_jsonl
-from gistkv.methods import build_methods, method_names
+from gistkv.evaluation.methods import build_methods, method_names
 from gistkv.params import load_section
-from gistkv.readers import load_readers
-from gistkv.retrieval import Retriever, load_embedding_function
+from gistkv.evaluation.readers import load_readers
+from gistkv.evaluation.retrieval import Retriever, load_embedding_function
 from gistkv.stage import seed_everything, stage_errors
-from gistkv.summaries import niah_metrics, ruler_metrics
+from gistkv.evaluation.summaries import niah_metrics, ruler_metrics
 
 app = typer.Typer(add_completion=False)
 

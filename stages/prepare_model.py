@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from gistkv.model import ModelParams, load_base, prepare_base
+from gistkv.core.model import ModelParams, load_base, prepare_base
 from gistkv.params import load_section
 from gistkv.stage import stage_errors
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from gistkv.params import load_section, read_params
-from gistkv.report import ReportParams, build_report
+from gistkv.reporting.report import ReportParams, build_report
 from gistkv.stage import stage_errors
 
 app = typer.Typer(add_completion=False)

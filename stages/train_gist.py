@@ -22,14 +22,14 @@ from pathlib import Path
 
 import typer
 
-from gistkv.gist import CONTEXT, GIST, GistCollator, gist_token_strings
+from gistkv.core.gist import CONTEXT, GIST, GistCollator, gist_token_strings
 from gistkv.io import atomic_dir, write_json, write_text
 from gistkv.params import load_section
-from gistkv.mask_plot import plot_mask
+from gistkv.reporting.mask_plot import plot_mask
 from gistkv.stage import stage_errors
-from gistkv.train import curve, train_compressor
-from gistkv.train_config import GistParams, TrainParams
-from gistkv.train_records import training_documents, validation_documents
+from gistkv.training.train import curve, train_compressor
+from gistkv.training.train_config import GistParams, TrainParams
+from gistkv.training.train_records import training_documents, validation_documents
 
 app = typer.Typer(add_completion=False)
 LAUNCHED = "GISTKV_DISTRIBUTED_WORKER"

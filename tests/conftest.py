@@ -22,7 +22,7 @@ def tiny_model(tokenizer):
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory):
     """A prepared base folder (models/base layout) pointing at a saved tiny random Llama."""
-    from gistkv.model import ModelParams, prepare_base
+    from gistkv.core.model import ModelParams, prepare_base
     from tiny import save_tiny_model
 
     root = tmp_path_factory.mktemp("tiny")
@@ -36,9 +36,9 @@ def tiny_base(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm2_base():
     """The real SmolLM2 base folder: the repo's models/base if prepared, else prepared once into a cache."""
-    from gistkv.model import BASE_META, prepare_base
+    from gistkv.core.model import BASE_META, prepare_base
     from gistkv.params import load_section
-    from gistkv.model import ModelParams
+    from gistkv.core.model import ModelParams
 
     repo = Path(__file__).parent.parent
     if (repo / "models/base" / BASE_META).exists():

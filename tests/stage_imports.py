@@ -7,17 +7,16 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).parent.parent
-DATA_FILES = {"gistkv/needles.py": ["gistkv/niah_families.yaml"]}
+DATA_FILES = {"gistkv/data/needles.py": ["gistkv/data/niah_families.yaml"]}
 
 
 def gistkv_imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "gistkv":
-            if node.module == "gistkv":
-                found |= {f"gistkv.{alias.name}" for alias in node.names}
-            else:
-                found.add(node.module)
+            # ``from gistkv.training import plateau`` imports a module; ``from gistkv.io import x`` a name
+            modules = {f"{node.module}.{alias.name}" for alias in node.names}
+            found |= {name for name in modules if (REPO / module_file(name)).exists()} or {node.module}
         elif isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "gistkv"}
     return found

@@ -1,11 +1,11 @@
-"""gistkv.base_reads: a held-out context is read once per run, and every use gets the same numbers."""
+"""gistkv.training.base_reads: a held-out context is read once per run, and every use gets the same numbers."""
 
 import torch
 from test_trainer import batch_and_model, perturb_adapter
 
-from gistkv.base_reads import BaseReads
-from gistkv.compressor import context_cache
-from gistkv.trainer import two_pass_loss
+from gistkv.training.base_reads import BaseReads
+from gistkv.core.compressor import context_cache
+from gistkv.training.trainer import two_pass_loss
 
 
 def same_cache(first, second) -> bool:

@@ -8,8 +8,8 @@ from test_train import documents, train_params
 from typer.testing import CliRunner
 
 from gistkv.cli import app
-from gistkv.train import train_compressor
-from gistkv.train_config import GistParams
+from gistkv.training.train import train_compressor
+from gistkv.training.train_config import GistParams
 
 # A needle family of the test split (never in training) in a short English document.
 UNSEEN = ("The committee met on a Tuesday and discussed the budget. The combination of the secret vault is 58302. "

@@ -35,6 +35,6 @@ def test_every_package_file_a_stage_runs_is_a_dependency(name):
 
 def test_metric_and_report_code_do_not_retrain():
     training = listed_deps(stages()["train_gist"])
-    assert not {"gistkv/summaries.py", "gistkv/report.py", "gistkv/report_training.py", "gistkv/plots.py",
-                "gistkv/ruler.py"} & training
+    assert not {"gistkv/evaluation/summaries.py", "gistkv/reporting/report.py", "gistkv/reporting/report_training.py", "gistkv/reporting/plots.py",
+                "gistkv/data/ruler.py"} & training
     assert "gist" not in stages()["train_lora"]["params"]           # a gist variant never retrains the control

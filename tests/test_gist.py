@@ -3,10 +3,10 @@
 import torch
 from transformers import DynamicCache
 
-from gistkv.compressor import untrained_compressor
-from gistkv.decode import greedy_decode
-from gistkv.gist import AFTER, CONTEXT, GIST, PAD, GistCollator, add_gist_tokens, gist_attention_mask, model_inputs
-from gistkv.kv import compress_ids
+from gistkv.core.compressor import untrained_compressor
+from gistkv.core.decode import greedy_decode
+from gistkv.core.gist import AFTER, CONTEXT, GIST, PAD, GistCollator, add_gist_tokens, gist_attention_mask, model_inputs
+from gistkv.core.kv import compress_ids
 
 
 def make_example(tokenizer, context: str, question: str, answer: str) -> dict:
@@ -19,7 +19,7 @@ def two_pass_logits(model, compressor, example) -> torch.Tensor:
     gist_kv = compress_ids(compressor, example["context_ids"])
     cache = gist_kv.to_cache("cpu", torch.float32)
     after = example["query_ids"] + example["answer_ids"]
-    from gistkv.gist import prefix_attention_mask
+    from gistkv.core.gist import prefix_attention_mask
 
     n = gist_kv.num_gist
     positions = torch.arange(gist_kv.position_offset, gist_kv.position_offset + len(after))[None]

@@ -5,11 +5,11 @@ import logging
 import pytest
 import torch
 
-from gistkv.compressor import load_compressor
-from gistkv.doctor import report
+from gistkv.core.compressor import load_compressor
+from gistkv.tools.doctor import report
 from gistkv.hardware import CPU_BFLOAT16_PROBES, native_bfloat16, slow_autocast_warning
-from gistkv.train import train_compressor
-from gistkv.train_config import GistParams
+from gistkv.training.train import train_compressor
+from gistkv.training.train_config import GistParams
 from test_train import documents, train_params
 
 
@@ -65,7 +65,7 @@ def test_emulated_bfloat16_reads_warn_when_training_and_loading(tiny_base, tmp_p
 
 
 def test_memory_plan_counts_what_4bit_and_longer_documents_change():
-    from gistkv.doctor import memory_plan
+    from gistkv.tools.doctor import memory_plan
 
     config = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
               "intermediate_size": 14336, "vocab_size": 128256, "tie_word_embeddings": False}     # Llama-3-8B

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from gistkv.compressor import untrained_compressor
+from gistkv.core.compressor import untrained_compressor
 from gistkv.errors import GistkvError
-from gistkv.kv import GistKV, answer, answer_ids, compress
-from gistkv.prompt import encode, query_text
+from gistkv.core.kv import GistKV, answer, answer_ids, compress
+from gistkv.core.prompt import encode, query_text
 
 TEXT = "The grass is green. The sky is blue. The pass key is 12345. Remember it. The sun is yellow."
 
@@ -76,7 +76,7 @@ def test_context_longer_than_the_model_is_a_clear_error(compressor):
 
 @pytest.mark.slow
 def test_round_trip_on_real_smollm2(smollm2_base, tmp_path):
-    from gistkv.model import load_base
+    from gistkv.core.model import load_base
 
     base = load_base(smollm2_base)
     real = untrained_compressor(base.model, base.tokenizer, num_gist_tokens=4)
@@ -92,7 +92,7 @@ def test_a_file_with_damaged_metadata_is_a_one_line_error(compressor, tmp_path):
     """A gist file whose metadata lost position_offset must not end in a KeyError traceback."""
     from safetensors.torch import load_file
 
-    from gistkv.kv import deterministic_safetensors
+    from gistkv.core.kv import deterministic_safetensors
 
     path = tmp_path / "doc.safetensors"
     gist_kv = compress(compressor, TEXT)

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from gistkv.errors import GistkvError
-from gistkv.longbench import LongBenchParams, fetch_longbench
+from gistkv.data.longbench import LongBenchParams, fetch_longbench
 
 RECORD = {"input": "Who?", "context": "Long text. " * 10, "answers": ["Alice"], "length": 20, "dataset": "qasper",
           "language": "en", "all_classes": None, "_id": "abc", "extra": "dropped"}

@@ -11,16 +11,16 @@ import yaml
 from test_train import documents, train_params
 from typer.testing import CliRunner
 
-from gistkv.compressor import ContextRead, load_compressor
+from gistkv.core.compressor import ContextRead, load_compressor
 from gistkv.errors import GistkvError
-from gistkv.evaluate import evaluate_documents, score_niah
-from gistkv.methods import build_methods, method_names, question_query
-from gistkv.prompt import encode
-from gistkv.readers import load_readers
-from gistkv.summaries import niah_metrics
-from gistkv.train import train_compressor
-from gistkv.train_config import GistParams
-from gistkv.trainer import tail_logits
+from gistkv.evaluation.evaluate import evaluate_documents, score_niah
+from gistkv.evaluation.methods import build_methods, method_names, question_query
+from gistkv.core.prompt import encode
+from gistkv.evaluation.readers import load_readers
+from gistkv.evaluation.summaries import niah_metrics
+from gistkv.training.train import train_compressor
+from gistkv.training.train_config import GistParams
+from gistkv.training.trainer import tail_logits
 
 REPO = Path(__file__).parent.parent
 BUDGETS = [{"chunk_tokens": 8, "top_k": 1}, {"chunk_tokens": 8, "top_k": 2}]
@@ -133,15 +133,15 @@ def test_one_read_per_document_is_shared_and_charged_to_every_method_that_reads_
         return original(self, context_ids)
 
     monkeypatch.setattr(type(base), "encode_context", counted)
-    import gistkv.methods
+    import gistkv.evaluation.methods
 
-    made = gistkv.methods.SharedRead.__init__
+    made = gistkv.evaluation.methods.SharedRead.__init__
 
     def slow_read(self, reader, context_ids, consumers):      # as if every read took 100 s
         made(self, reader, context_ids, consumers)
         self.seconds = 100.0
 
-    monkeypatch.setattr(gistkv.methods.SharedRead, "__init__", slow_read)
+    monkeypatch.setattr(gistkv.evaluation.methods.SharedRead, "__init__", slow_read)
     methods = build_methods(["full/base", "full/tuned", "gist", "gist/empty"], readers, Retrieverless(), BUDGETS)
     docs = documents(3, 60)
     rows = evaluate_documents(methods, base, docs, 3, score_niah, warm_up_first=False)
@@ -225,8 +225,8 @@ def test_longbench_stage_runs_the_methods_on_downloaded_tasks(trained, tmp_path)
 @pytest.mark.parametrize("method", ["full/tuned", "gist"])
 def test_a_method_alone_in_its_own_process_reports_its_costs(trained, method):
     """stage measure_costs: a fresh process per method, only its own model loaded, the same accounting."""
-    from gistkv.costs import cost_summary, measure_method
-    from gistkv.evaluate import EvaluateParams
+    from gistkv.evaluation.costs import cost_summary, measure_method
+    from gistkv.evaluation.evaluate import EvaluateParams
     from gistkv.params import load_section
 
     base, root = trained

@@ -4,7 +4,7 @@ import zipfile
 import pytest
 
 from gistkv.errors import GistkvError
-from gistkv.model import ModelParams, fetch_embedded_gguf, load_base, prepare_base, quantization_plan
+from gistkv.core.model import ModelParams, fetch_embedded_gguf, load_base, prepare_base, quantization_plan
 
 
 def params(**change) -> ModelParams:
@@ -43,7 +43,7 @@ def test_verified_gguf_is_returned(tmp_path):
 
 def test_four_bit_is_planned_on_any_device_and_placed_on_this_rank(monkeypatch):
     """bitsandbytes runs NF4 on the CPU too; under DDP each rank loads its copy on its own GPU."""
-    from gistkv.model import placement
+    from gistkv.core.model import placement
 
     assert quantization_plan({"load_in_4bit": True}, "cpu") == "nf4"
     assert quantization_plan({"load_in_4bit": False}, "cuda") == "none"

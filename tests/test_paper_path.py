@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 from test_train import documents, train_params
 
-from gistkv.compressor import load_compressor
+from gistkv.core.compressor import load_compressor
 from gistkv.errors import GistkvError
-from gistkv.kv import GistKV, answer, compress
-from gistkv.model import ModelParams, load_base, prepare_base
+from gistkv.core.kv import GistKV, answer, compress
+from gistkv.core.model import ModelParams, load_base, prepare_base
 from gistkv.params import from_mapping
-from gistkv.train import train_compressor
-from gistkv.train_config import GistParams, TrainParams
+from gistkv.training.train import train_compressor
+from gistkv.training.train_config import GistParams, TrainParams
 
 
 def prepared(source: Path, root: Path, **load) -> Path:

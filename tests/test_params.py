@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from gistkv.errors import GistkvError
-from gistkv.model import ModelParams
+from gistkv.core.model import ModelParams
 from gistkv.params import from_mapping, load_section
 
 GOOD = {"source": "embedded", "embedded_package": "p==1", "embedded_gguf": "a/b.gguf", "embedded_sha256": "0",
@@ -44,7 +44,7 @@ def test_missing_section_and_bad_yaml(tmp_path):
 
 def test_optional_train_keys_default_and_are_checked():
     """``use_gist_mask`` and ``lr_scheduler_kwargs`` may be left out of params.yaml; given, they are typed."""
-    from gistkv.train import TrainParams
+    from gistkv.training.train import TrainParams
 
     train = load_section("params.yaml", "train", TrainParams)
     assert train.use_gist_mask is True and isinstance(train.lr_scheduler_kwargs, dict)
@@ -76,7 +76,7 @@ def test_optional_train_keys_default_and_are_checked():
     ({"lerning_rate": 1e-3}, "train.lerning_rate: unknown key \\(known: batch_size, .*\\)"),
 ])
 def test_train_switches_are_checked(change, message):
-    from gistkv.train import TrainParams
+    from gistkv.training.train import TrainParams
 
     mapping = {**dataclasses.asdict(load_section("params.yaml", "train", TrainParams)), **change}
     with pytest.raises(GistkvError, match=message):
@@ -84,7 +84,7 @@ def test_train_switches_are_checked(change, message):
 
 
 def test_unknown_key_in_a_nested_section_names_its_own_keys():
-    from gistkv.niah import NiahParams
+    from gistkv.data.niah import NiahParams
     from gistkv.params import read_params
 
     niah = read_params("params.yaml")["niah"]
@@ -96,7 +96,7 @@ def test_unknown_key_in_a_nested_section_names_its_own_keys():
 
 def test_strict_types_keep_what_params_yaml_means():
     """An int where a float is declared is still that number, as a float (yaml has no 1.0e-3 vs 1e-3 issue)."""
-    from gistkv.train import TrainParams
+    from gistkv.training.train import TrainParams
 
     mapping = {**dataclasses.asdict(load_section("params.yaml", "train", TrainParams)), "learning_rate": 1}
     learning_rate = from_mapping(TrainParams, mapping, "train").learning_rate

@@ -1,4 +1,4 @@
-"""gistkv.peft_fast: the same numbers as peft's own trainable tokens and disable_adapter (to float rounding)."""
+"""gistkv.training.peft_fast: the same numbers as peft's own trainable tokens and disable_adapter (to float rounding)."""
 
 import pytest
 import torch
@@ -6,9 +6,9 @@ from peft import LoraConfig, get_peft_model
 from test_trainer import batch_and_model, one_pass_loss, perturb_adapter
 from tiny import tiny_llama
 
-from gistkv.gist import add_gist_tokens
-from gistkv.peft_fast import adapters_off, fast_trainable_tokens
-from gistkv.trainer import two_pass_loss
+from gistkv.core.gist import add_gist_tokens
+from gistkv.training.peft_fast import adapters_off, fast_trainable_tokens
+from gistkv.training.trainer import two_pass_loss
 
 
 GIST_ROWS_AND_LORA = ("lora_B", "trainable_tokens_delta")

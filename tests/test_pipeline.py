@@ -73,8 +73,8 @@ def test_dvc_repro_tiny_profile_end_to_end(tmp_path):
     lock = (work / "dvc.lock").read_text()
     # Each stored gist file names the text it compressed: the evaluation's context text.
     from gistkv.io import read_jsonl
-    from gistkv.kv import GistKV, text_sha256
-    from gistkv.methods import context_text
+    from gistkv.core.kv import GistKV, text_sha256
+    from gistkv.evaluation.methods import context_text
 
     document = read_jsonl(work / "data/niah/ko/test.jsonl")[0]
     stored = GistKV.load(work / f"data/gist_kv/niah_test_ko/{document['id']}.safetensors")

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from gistkv.headline import END, START, headline_table, with_headline
+from gistkv.reporting.headline import END, START, headline_table, with_headline
 
 REPO = Path(__file__).parent.parent
 

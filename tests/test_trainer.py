@@ -3,10 +3,10 @@
 import torch
 from test_train import documents, train_params
 
-from gistkv.gist import GistCollator, add_gist_tokens, model_inputs
-from gistkv.train import peft_wrap
-from gistkv.train_records import tokenize_documents
-from gistkv.trainer import two_pass_loss
+from gistkv.core.gist import GistCollator, add_gist_tokens, model_inputs
+from gistkv.training.train import peft_wrap
+from gistkv.training.train_records import tokenize_documents
+from gistkv.training.trainer import two_pass_loss
 
 
 def batch_and_model(tokenizer, tiny_model):
@@ -87,7 +87,7 @@ def test_a_question_block_does_not_see_the_blocks_before_it(tokenizer, tiny_mode
 def test_bfloat16_context_read_is_close_and_hands_on_the_weights_dtype(tokenizer, tiny_model):
     """train.context_autocast: bfloat16 computes the context under autocast; the cache the fp32
     gist/query pass attends to is fp32 again, and the loss stays close to the fp32 read's."""
-    from gistkv.compressor import context_cache
+    from gistkv.core.compressor import context_cache
 
     model, batch, num_gist = batch_and_model(tokenizer, tiny_model)
     context = batch["input_ids"][0][:12]

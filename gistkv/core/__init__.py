@@ -1,0 +1,1 @@
+"""The compressor: base model, gist tokens, the gist KV cache file, prompts and decoding."""

@@ -1,0 +1,1 @@
+"""Evaluation: the methods compared (full context, RAG, gist), their scoring, summaries and costs."""

@@ -1,0 +1,1 @@
+"""Reporting: the markdown report, its plots and tables, and the README headline."""

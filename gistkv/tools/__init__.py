@@ -1,0 +1,1 @@
+"""The command-line helpers behind gistkv bench, doctor and smoke-gpu."""

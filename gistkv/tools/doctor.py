@@ -1,0 +1,105 @@
+"""What this machine offers for gistkv: versions, CUDA, bitsandbytes, the base model's state, and a memory plan.
+
+    gistkv doctor
+    gistkv doctor --plan --params params.yaml        # will this config's training fit this device?
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import sys
+from pathlib import Path
+
+from gistkv.hardware import describe
+from gistkv.io import sha256_file
+from gistkv.core.model import BASE_META, read_base_meta
+
+
+def version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def bitsandbytes_status() -> str:
+    import torch
+
+    if version("bitsandbytes") == "not installed":
+        return "not installed (4-bit QLoRA unavailable)"
+    if not torch.cuda.is_available():
+        return f"{version('bitsandbytes')} installed, no CUDA device: NF4 4-bit runs on its (slower) CPU path"
+    return f"{version('bitsandbytes')} with CUDA: NF4 4-bit available"
+
+
+def base_model_status(base_dir: Path) -> str:
+    if not (base_dir / BASE_META).exists():
+        return f"{base_dir}: not prepared (run `dvc repro prepare_model`)"
+    meta = read_base_meta(base_dir)
+    if meta["kind"] != "embedded-gguf":
+        return f"{base_dir}: {meta['kind']} -> {meta['model_id']}"
+    weights = base_dir / "model.safetensors"
+    if not weights.exists():
+        return f"{base_dir}: model.safetensors missing"
+    ok = sha256_file(weights) == meta["weights_sha256"]
+    return f"{base_dir}: {meta['model_id']} (weights sha256 {'verified' if ok else 'MISMATCH — re-run prepare_model'})"
+
+
+def report(base_dir: Path) -> list[tuple[str, str]]:
+    import torch
+
+    cuda = (f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} device(s): "
+            + ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+            if torch.cuda.is_available() else f"no CUDA device (torch built with CUDA {torch.version.cuda})")
+    return [("python", sys.version.split()[0]), ("platform", platform.platform()),
+            ("torch", f"{torch.__version__}; {cuda}; {torch.get_num_threads()} CPU threads"),
+            ("bfloat16 matmuls", describe("cuda" if torch.cuda.is_available() else "cpu")),
+            ("bitsandbytes", bitsandbytes_status())] + [
+        (name, version(name)) for name in ("transformers", "peft", "accelerate", "safetensors", "gguf", "dvc",
+                                           "dvclive", "chromadb", "sentence-transformers")] + [
+        ("base model", base_model_status(base_dir))]
+
+
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def memory_plan(config: dict, model: dict, train: dict, gist_tokens: int, context_tokens: int) -> list[tuple[str, float]]:
+    """Estimated GiB of one training process: weights (NF4 ~0.5 byte per quantized weight), LoRA adapter with
+    AdamW's two moments and its gradient (float32), the document's KV cache, and the gist/question pass's
+    activations kept for backward (~34 values per hidden unit per token per layer, at most a few hundred
+    tokens: the document is read without gradients). An estimate from the config, not a measurement."""
+    hidden, layers = config["hidden_size"], config["num_hidden_layers"]
+    heads = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads", heads)
+    head_dim = config.get("head_dim") or hidden // heads
+    inter, vocab = config["intermediate_size"], config["vocab_size"]
+    per_layer = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim + 3 * hidden * inter
+    embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings") else 2)
+    element = BYTES[model["dtype"]]
+    quantized = model.get("load_in_4bit", False)
+    weights = layers * per_layer * (0.5 if quantized else element) + embeddings * element
+    r = train["lora_r"]
+    sizes = {"q_proj": (hidden, heads * head_dim), "k_proj": (hidden, kv_heads * head_dim),
+             "v_proj": (hidden, kv_heads * head_dim), "o_proj": (heads * head_dim, hidden),
+             "gate_proj": (hidden, inter), "up_proj": (hidden, inter), "down_proj": (inter, hidden)}
+    lora = layers * sum(r * (sizes[name][0] + sizes[name][1]) for name in train["target_modules"] if name in sizes)
+    lora += gist_tokens * hidden
+    adapter = lora * 4 * 4                              # weights, gradient, two AdamW moments, float32
+    kv = 2 * layers * kv_heads * head_dim * context_tokens * element * train["batch_size"]
+    tail_tokens = gist_tokens + 64 * 4                  # gist tokens and up to four question/answer blocks
+    activations = 34 * hidden * tail_tokens * layers * element * train["batch_size"]
+    gib = 1 << 30
+    return [("weights", weights / gib), ("LoRA + gist rows, grads, AdamW", adapter / gib),
+            (f"KV cache of a {context_tokens:,}-token document", kv / gib), ("activations for backward", activations / gib),
+            ("total (estimate)", (weights + adapter + kv + activations) / gib)]
+
+
+def device_memory_gib() -> tuple[str, float]:
+    import psutil
+    import torch
+
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        return f"CUDA device 0 ({torch.cuda.get_device_name(0)})", total / (1 << 30)
+    return "CPU RAM", psutil.virtual_memory().total / (1 << 30)

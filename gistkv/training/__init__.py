@@ -1,0 +1,1 @@
+"""Training the gist tokens (and the plain-LoRA control): config, records, loop, checkpoints."""

@@ -1,0 +1,94 @@
+"""The ``gist`` and ``train`` sections of params.yaml, typed and checked before any model loads.
+
+    from gistkv.params import load_section
+    from gistkv.training.train_config import GistParams, TrainParams
+    train = load_section("params.yaml", "train", TrainParams)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gistkv.core.compressor import ContextRead
+from gistkv.errors import GistkvError
+from gistkv.params import require
+
+# transformers' scheduler names this project has run with; a typo should fail here, not after the model loads.
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear", "warmup_stable_decay")
+# The projections of a Llama-family decoder layer (SmolLM2 and Llama-3 name them alike) that LoRA may adapt.
+TargetModule = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class GistParams:
+    num_tokens: int
+
+    def validate(self, where: str) -> None:
+        require(1 <= self.num_tokens <= 512, f"{where}.num_tokens", f"must be within 1..512, got {self.num_tokens}.")
+
+
+@dataclass
+class TrainParams:
+    seed: int
+    langs: list[str]             # NIAH train splits mixed into one training set (and dev records for the checks)
+    max_steps: int
+    batch_size: int
+    gradient_accumulation_steps: int
+    learning_rate: float
+    lr_scheduler: str            # one of LR_SCHEDULERS
+    warmup_steps: int
+    weight_decay: float
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    target_modules: list[TargetModule]
+    context_encoder: str         # "base": the context is read by the frozen base model (no backward through it)
+    curriculum: bool             # true: train short contexts first (order by length), else shuffled
+    validation_samples: int      # dev documents for the held-out loss and accuracy checks
+    eval_steps: int
+    logging_steps: int
+    save_steps: int
+    gradient_checkpointing: bool
+    num_processes: int
+    lr_scheduler_kwargs: dict[str, Any] = field(default_factory=dict)   # e.g. warmup_stable_decay's num_decay_steps
+    use_gist_mask: bool = True   # False = the plain-LoRA control (stages/train_gist.py --control)
+    context_autocast: str = "none"   # "bfloat16": the base model reads the context under autocast (context_encoder base)
+    plateau_check_step: int = 0      # restart a run still on the loss plateau at this step (0 = never; gistkv.training.plateau)
+    plateau_loss: float = 1.2        # ... i.e. whose mean training loss over the window ending there is above this
+    plateau_window: int = 50
+    plateau_restarts: int = 2        # at most this many restarts; the last attempt trains on whatever it reaches
+
+    def validate(self, where: str) -> None:
+        for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha", "logging_steps",
+                     "eval_steps", "save_steps", "num_processes", "validation_samples"):
+            require(getattr(self, name) >= 1, f"{where}.{name}", f"must be >= 1, got {getattr(self, name)}.")
+        require(self.learning_rate > 0, f"{where}.learning_rate", "must be positive.")
+        require(self.warmup_steps >= 0 and self.weight_decay >= 0, f"{where}.warmup_steps",
+                "warmup_steps and weight_decay must be >= 0.")
+        require(0 <= self.lora_dropout < 1, f"{where}.lora_dropout", "must be within [0, 1).")
+        require(self.lr_scheduler in LR_SCHEDULERS, f"{where}.lr_scheduler",
+                f"must be one of {', '.join(LR_SCHEDULERS)}, got {self.lr_scheduler!r}.")
+        require(bool(self.target_modules), f"{where}.target_modules", "must name at least one module.")
+        require(bool(self.langs), f"{where}.langs", "must name at least one language.")
+        require(0 <= self.plateau_check_step < self.max_steps, f"{where}.plateau_check_step",
+                f"must be 0 (off) or a step before max_steps={self.max_steps}, got {self.plateau_check_step}.")
+        require(self.plateau_check_step % self.logging_steps == 0, f"{where}.plateau_check_step",
+                f"must be a multiple of logging_steps={self.logging_steps} (the check reads logged losses).")
+        require(self.plateau_window >= self.logging_steps, f"{where}.plateau_window",
+                f"must cover at least one logged loss (logging_steps={self.logging_steps}).")
+        require(self.plateau_restarts >= 0, f"{where}.plateau_restarts", "must be >= 0.")
+        if unknown := self.context_read.unknown_value():
+            key, value, allowed = unknown
+            raise GistkvError(f"{where}.{key}: must be one of {allowed}, got {value!r}.")
+        # The adapted encoder reads context and gist in one pass: there is no separate context read to cast.
+        require(self.context_autocast == "none" or self.context_encoder == "base", f"{where}.context_autocast",
+                f"{self.context_autocast!r} needs context_encoder: base, got {self.context_encoder!r}.")
+        # transformers' checkpointed decoder layers drop the cache argument while gradients are on, so the
+        # question pass would lose the context it must attend to.
+        require(not (self.gradient_checkpointing and self.context_encoder == "base"), f"{where}.gradient_checkpointing",
+                "true needs context_encoder: adapted (with base, the question pass would lose the context cache).")
+
+    @property
+    def context_read(self) -> ContextRead:
+        return ContextRead(self.context_encoder, self.context_autocast)

@@ -1,0 +1,50 @@
+"""Training and held-out examples: a NIAH document's context and each of its questions, as token ids.
+
+Every question of a document becomes one ``[query][answer]`` block after the context (and the gist
+tokens), so a document read once trains all the questions asked about it. The query is the free-form
+layout ``gistkv ask`` uses (``gistkv.core.prompt``), so what the CLI asks is what training taught.
+
+    from gistkv.training.train_records import training_documents, tokenize_documents
+    examples = tokenize_documents(training_documents("data/niah", ["en", "ko"], seed=42), tokenizer)
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from gistkv.errors import GistkvError
+from gistkv.io import read_jsonl
+from gistkv.core.prompt import answer_text, encode, query_text
+
+
+def tokenize_documents(documents: list[dict], tokenizer) -> list[dict]:
+    """``{context_ids, questions: [(query_ids, answer_ids + eos), ...]}`` per document."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return [{"context_ids": encode(tokenizer, document["context"]),
+             "questions": [(encode(tokenizer, query_text(question["question"])),
+                            encode(tokenizer, answer_text(question["answer"])) + eos)
+                           for question in document["questions"]]}
+            for document in documents]
+
+
+def split_documents(niah_dir: str | Path, langs: list[str], split: str) -> list[dict]:
+    return [document for lang in langs for document in read_jsonl(Path(niah_dir) / lang / f"{split}.jsonl")]
+
+
+def training_documents(niah_dir: str | Path, langs: list[str], seed: int) -> list[dict]:
+    """The train splits of ``langs``, mixed in the seed's order (the curriculum then sorts them by length)."""
+    documents = split_documents(niah_dir, langs, "train")
+    random.Random(seed).shuffle(documents)
+    return documents
+
+
+def validation_documents(niah_dir: str | Path, langs: list[str], count: int) -> list[dict]:
+    """The first ``count`` dev documents, taken from the languages in turn: the held-out checks of a training
+    run measure the dev families and texts, never the test split."""
+    per_lang = [split_documents(niah_dir, [lang], "dev") for lang in langs]
+    mixed = [document for row in zip(*per_lang) for document in row]
+    if len(mixed) < count:
+        raise GistkvError(f"train.validation_samples: {count} wanted, but the dev splits of {langs} hold "
+                          f"{len(mixed)} documents in turn; raise niah.dev.samples_per_length.")
+    return mixed[:count]
