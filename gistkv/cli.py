@@ -17,10 +17,12 @@ from pathlib import Path
 
 import typer
 
-from gistkv.errors import GistkvError
+from gistkv.errors import GistkvError, fail
 from gistkv.stage import keep_hub_offline
+from gistkv.tools.commands import measuring
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+app.add_typer(measuring)      # smoke-gpu and bench-*, as top-level commands
 
 keep_hub_offline()
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -28,11 +30,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # The default flag for `gistkv ask`: answers whose least likely token is below this are called guesses.
 LOW_CONFIDENCE = 0.5
-
-
-def fail(err: GistkvError) -> None:
-    typer.secho(f"error: {err}", fg="red", err=True)
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -193,75 +190,3 @@ def headline(metrics: Path = typer.Option(Path("metrics")), readme: Path = typer
     except GistkvError as err:
         fail(err)
     typer.echo(f"{readme}: headline table updated")
-
-
-@app.command("smoke-gpu")
-def smoke_gpu(base: Path = typer.Option(Path("models/base")), niah: Path = typer.Option(Path("data/niah")),
-              params: Path = typer.Option(Path("params.yaml")), steps: int = typer.Option(10),
-              device: str = typer.Option("cuda", help="cuda, or cpu to run the same path slowly"),
-              variants: str = typer.Option("bfloat16,nf4", help="comma-separated: float32, bfloat16, nf4")) -> None:
-    """The paper-scale smoke test: STEPS training steps, compression and an answer per variant (and 2 processes
-    when there are 2 GPUs); prints what it measured."""
-    import torch
-
-    from gistkv.tools.smoke import smoke
-
-    if device == "cuda" and not torch.cuda.is_available():
-        fail(GistkvError("smoke-gpu: torch sees no CUDA device here; run it on a GPU machine (or --device cpu)."))
-    typer.echo(f"torch {torch.__version__}, {torch.cuda.device_count()} CUDA device(s), {steps} steps per variant")
-    for row in smoke(base, niah, params, steps, device, variants.split(",")):
-        typer.echo("  ".join(f"{key}={value}" for key, value in row.items()))
-
-
-@app.command("bench-load")
-def bench_load(base: Path = typer.Option(Path("models/base")), repeats: int = 3) -> None:
-    """Print how long loading the prepared base model takes (seconds, each repeat)."""
-    from gistkv.tools.bench import time_load
-
-    seconds = time_load(base, repeats)
-    typer.echo(f"load {base}: " + ", ".join(f"{s:.2f} s" for s in seconds) + f" (best {min(seconds):.2f} s)")
-
-
-@app.command("bench-kv")
-def bench_kv(model: Path = typer.Option(Path("models/gist")), lengths: str = "1024,2048,4096", repeats: int = 3,
-             workdir: Path = typer.Option(Path("/tmp"))) -> None:
-    """Artifact bytes vs full KV bytes, compress tokens/s, and TTFT of `ask` from a file vs full context."""
-    import torch
-
-    from gistkv.tools.bench import kv_benchmark
-    from gistkv.core.compressor import load_compressor
-
-    compressor = load_compressor(model)
-    typer.echo(f"threads={torch.get_num_threads()} device={compressor.device} gist_tokens={len(compressor.gist_ids)}")
-    for row in kv_benchmark(compressor, [int(x) for x in lengths.split(",")], repeats, workdir):
-        typer.echo("  ".join(f"{key}={value}" for key, value in row.items()))
-
-
-@app.command("bench-onset")
-def bench_onset(seeds: str = "46,47,48", steps: int = 400, params: Path = Path("params.yaml"),
-                base: Path = Path("models/base"), niah: Path = Path("data/niah"),
-                workdir: Path = typer.Option(Path("/tmp"))) -> None:
-    """First STEPS training steps per seed: the loss over the plateau window at steps 200, 300, ... (~5 min a seed)."""
-    from gistkv.tools.bench import onset
-
-    try:
-        for row in onset(base, niah, params, [int(seed) for seed in seeds.split(",")], steps, workdir):
-            typer.echo("  ".join(f"{key}={value}" for key, value in row.items()))
-    except GistkvError as err:
-        fail(err)
-
-
-@app.command("bench-step")
-def bench_step(lengths: str = "128,512,1024,2048", steps: int = 5, params: Path = Path("params.yaml"),
-               base: Path = Path("models/base"), niah: Path = Path("data/niah")) -> None:
-    """Median seconds of one training step at each context length (the recipe in PARAMS, its train records)."""
-    import torch
-
-    from gistkv.tools.bench import step_seconds
-
-    typer.echo(f"threads={torch.get_num_threads()}")
-    try:
-        for row in step_seconds(base, niah, params, [int(length) for length in lengths.split(",")], steps):
-            typer.echo("  ".join(f"{key}={value}" for key, value in row.items()))
-    except GistkvError as err:
-        fail(err)

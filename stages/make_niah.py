@@ -11,7 +11,8 @@ import typer
 from gistkv.io import atomic_dir, write_json, write_jsonl
 from gistkv.core.model import load_tokenizer
 from gistkv.data.needles import SPLITS
-from gistkv.data.niah import NiahParams, data_card, generate, language
+from gistkv.data.niah import data_card, generate, language
+from gistkv.data.niah_params import NiahParams
 from gistkv.params import load_section
 from gistkv.stage import stage_errors
 

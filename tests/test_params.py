@@ -84,7 +84,7 @@ def test_train_switches_are_checked(change, message):
 
 
 def test_unknown_key_in_a_nested_section_names_its_own_keys():
-    from gistkv.data.niah import NiahParams
+    from gistkv.data.niah_params import NiahParams
     from gistkv.params import read_params
 
     niah = read_params("params.yaml")["niah"]

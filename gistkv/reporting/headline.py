@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from gistkv.errors import GistkvError
-from gistkv.reporting.report import cell, fmt, load_metrics
+from gistkv.reporting.report import load_metrics
+from gistkv.reporting.tables import cell, fmt
 
 START, END = "<!-- headline:start (gistkv headline --write) -->", "<!-- headline:end -->"
 
