@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 from rich.progress import Progress
 
-from gistkv.io import atomic_dir
 from gistkv.data.longbench import LongBenchParams, fetch_longbench
+from gistkv.io import atomic_dir
 from gistkv.params import load_section
 from gistkv.stage import stage_errors
 

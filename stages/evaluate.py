@@ -22,13 +22,13 @@ from rich.progress import Progress
 
 from gistkv.errors import GistkvError
 from gistkv.evaluation.evaluate import EvaluateParams, evaluate_documents, score_niah, score_ruler
-from gistkv.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from gistkv.evaluation.methods import build_methods, method_names
-from gistkv.params import load_section
 from gistkv.evaluation.readers import load_readers
 from gistkv.evaluation.retrieval import Retriever, load_embedding_function
-from gistkv.stage import seed_everything, stage_errors
 from gistkv.evaluation.summaries import niah_metrics, ruler_metrics
+from gistkv.io import atomic_dir, read_jsonl, write_json, write_jsonl
+from gistkv.params import load_section
+from gistkv.stage import seed_everything, stage_errors
 
 app = typer.Typer(add_completion=False)
 

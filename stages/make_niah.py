@@ -8,11 +8,11 @@ from pathlib import Path
 
 import typer
 
-from gistkv.io import atomic_dir, write_json, write_jsonl
 from gistkv.core.model import load_tokenizer
 from gistkv.data.needles import SPLITS
 from gistkv.data.niah import data_card, generate, language
 from gistkv.data.niah_params import NiahParams
+from gistkv.io import atomic_dir, write_json, write_jsonl
 from gistkv.params import load_section
 from gistkv.stage import stage_errors
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import typer
 
-from gistkv.io import atomic_dir, write_json, write_jsonl
 from gistkv.core.model import load_tokenizer
-from gistkv.params import load_section
 from gistkv.data.ruler import RulerParams, generate
 from gistkv.data.ruler_source import FILES
+from gistkv.io import atomic_dir, write_json, write_jsonl
+from gistkv.params import load_section
 from gistkv.stage import stage_errors
 
 app = typer.Typer(add_completion=False)

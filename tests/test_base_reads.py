@@ -3,8 +3,8 @@
 import torch
 from test_trainer import batch_and_model, perturb_adapter
 
-from gistkv.training.base_reads import BaseReads
 from gistkv.core.compressor import context_cache
+from gistkv.training.base_reads import BaseReads
 from gistkv.training.trainer import two_pass_loss
 
 

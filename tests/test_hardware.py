@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from gistkv.core.compressor import load_compressor
-from gistkv.tools.doctor import report
 from gistkv.hardware import CPU_BFLOAT16_PROBES, native_bfloat16, slow_autocast_warning
+from gistkv.tools.doctor import report
 from gistkv.training.train import train_compressor
 from gistkv.training.train_config import GistParams
 from test_train import documents, train_params

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from gistkv.core.compressor import untrained_compressor
-from gistkv.errors import GistkvError
 from gistkv.core.kv import GistKV, answer, answer_ids, compress
 from gistkv.core.prompt import encode, query_text
+from gistkv.errors import GistkvError
 
 TEXT = "The grass is green. The sky is blue. The pass key is 12345. Remember it. The sun is yellow."
 

@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-from gistkv.errors import GistkvError
 from gistkv.data.longbench import LongBenchParams, fetch_longbench
+from gistkv.errors import GistkvError
 
 RECORD = {"input": "Who?", "context": "Long text. " * 10, "answers": ["Alice"], "length": 20, "dataset": "qasper",
           "language": "en", "all_classes": None, "_id": "abc", "extra": "dropped"}

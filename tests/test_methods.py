@@ -12,10 +12,10 @@ from test_train import documents, train_params
 from typer.testing import CliRunner
 
 from gistkv.core.compressor import ContextRead, load_compressor
+from gistkv.core.prompt import encode
 from gistkv.errors import GistkvError
 from gistkv.evaluation.evaluate import evaluate_documents, score_niah
 from gistkv.evaluation.methods import build_methods, method_names, question_query
-from gistkv.core.prompt import encode
 from gistkv.evaluation.readers import load_readers
 from gistkv.evaluation.summaries import niah_metrics
 from gistkv.training.train import train_compressor

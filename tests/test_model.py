@@ -3,8 +3,8 @@ import zipfile
 
 import pytest
 
-from gistkv.errors import GistkvError
 from gistkv.core.model import ModelParams, fetch_embedded_gguf, load_base, prepare_base, quantization_plan
+from gistkv.errors import GistkvError
 
 
 def params(**change) -> ModelParams:

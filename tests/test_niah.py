@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from gistkv.errors import GistkvError
+from gistkv.core.prompt import encode
 from gistkv.data.haystack import NOISE, load_sentences, numbers_per_1k_chars, split_pool
 from gistkv.data.needles import decline_answer, key_split, load_families
 from gistkv.data.niah import generate, sentence_pools
 from gistkv.data.niah_params import NiahParams
+from gistkv.errors import GistkvError
 from gistkv.params import from_mapping, read_params
-from gistkv.core.prompt import encode
 
 PARAMS = Path(__file__).parent.parent / "params.yaml"
 LANGS = ("en", "ko")

@@ -7,9 +7,10 @@ import pytest
 from test_train import documents, train_params
 
 from gistkv.core.compressor import load_compressor
-from gistkv.errors import GistkvError
 from gistkv.core.kv import GistKV, answer, compress
 from gistkv.core.model import ModelParams, load_base, prepare_base
+from gistkv.core.prompt import adds_bos, document_ids, encode
+from gistkv.errors import GistkvError
 from gistkv.params import from_mapping
 from gistkv.training.train import train_compressor
 from gistkv.training.train_config import GistParams, TrainParams
@@ -40,7 +41,7 @@ def test_qlora_trains_compresses_and_answers_on_the_cpu(tmp_path):
     assert loaded.info["quantization"] == "nf4"
     assert type(loaded.model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
     meta, reply = train_compress_answer(base, tmp_path)
-    assert meta["quantization"] == "nf4" and isinstance(reply, str)
+    assert meta["quantization"] == "nf4" and isinstance(reply, str) and meta["adds_bos"] is False
 
 
 def test_a_llama3_shaped_model_in_bfloat16_goes_through_train_compress_answer(tmp_path):
@@ -54,6 +55,28 @@ def test_a_llama3_shaped_model_in_bfloat16_goes_through_train_compress_answer(tm
     assert meta["dtype"] == "bfloat16" and meta["num_kv_heads"] == 1 and isinstance(reply, str)
     stored = GistKV.load(tmp_path / "doc.safetensors")
     assert stored.keys[0].dtype.is_floating_point and stored.keys[0].shape[0] == 1      # one KV head kept
+    # BOS, as the model card's tokenizer does it: recorded by training, and the read behind the file began with it
+    compressor = load_compressor(tmp_path / "gist")
+    text = "The grass is green. The pass key is 12345."
+    assert meta["adds_bos"] is True
+    assert int(stored.metadata["context_tokens"]) == len(encode(compressor.tokenizer, text)) + 1
+
+
+def test_bos_follows_the_tokenizer_and_a_mismatch_is_refused(tmp_path):
+    import json
+
+    from tiny import save_llama3_shaped_model, tiny_tokenizer
+
+    plain = tiny_tokenizer()
+    assert not adds_bos(plain) and document_ids(plain, "The sky") == encode(plain, "The sky")
+    base = prepared(save_llama3_shaped_model(tmp_path / "llama3"), tmp_path)
+    train_compress_answer(base, tmp_path)
+    tokenizer = load_compressor(tmp_path / "gist").tokenizer
+    assert document_ids(tokenizer, "The sky") == [tokenizer.bos_token_id] + encode(tokenizer, "The sky")
+    meta_path = tmp_path / "gist" / "compressor.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "adds_bos": False}))
+    with pytest.raises(GistkvError, match="compressor.json: adds_bos is False but the tokenizer .* says True"):
+        load_compressor(tmp_path / "gist")
 
 
 @pytest.mark.parametrize("change, message", [

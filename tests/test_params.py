@@ -2,8 +2,8 @@ import dataclasses
 
 import pytest
 
-from gistkv.errors import GistkvError
 from gistkv.core.model import ModelParams
+from gistkv.errors import GistkvError
 from gistkv.params import from_mapping, load_section
 
 GOOD = {"source": "embedded", "embedded_package": "p==1", "embedded_gguf": "a/b.gguf", "embedded_sha256": "0",

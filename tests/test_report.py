@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from gistkv.evaluation.scoring import score_number
+from gistkv.evaluation.summaries import niah_metrics, ruler_metrics
 from gistkv.io import write_json, write_jsonl
 from gistkv.params import read_params
 from gistkv.reporting.report import Targets, build_report
-from gistkv.evaluation.scoring import score_number
-from gistkv.evaluation.summaries import niah_metrics, ruler_metrics
 
 PARAMS = Path(__file__).parent.parent / "params.yaml"
 DECLINE = "The document does not say."

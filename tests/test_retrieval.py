@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from gistkv.errors import GistkvError
 from gistkv.data.haystack import load_sentences
+from gistkv.errors import GistkvError
 from gistkv.evaluation.retrieval import Retriever, VectorsFunction, chunk_token_spans, load_embedding_function
 
 # chromadb's in-memory client is one per process: each embedder gets its own chunk size (collection).

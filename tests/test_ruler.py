@@ -4,11 +4,11 @@ import re
 
 import pytest
 
-from gistkv.errors import GistkvError
-from gistkv.params import from_mapping
 from gistkv.core.prompt import encode
 from gistkv.data.ruler import RulerParams, generate, generate_task
 from gistkv.data.ruler_source import task_table
+from gistkv.errors import GistkvError
+from gistkv.params import from_mapping
 
 RULER_TASKS = {"niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1", "niah_multikey_2",
                "niah_multikey_3", "niah_multivalue", "niah_multiquery", "vt", "cwe", "fwe", "qa_1", "qa_2"}

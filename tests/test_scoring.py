@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from gistkv.reporting.near_misses import present_near_misses, wrong_digit_positions
 from gistkv.evaluation.scoring import mcnemar_exact, qa_f1, ruler_string_match, score_number, wilson_interval
+from gistkv.reporting.near_misses import present_near_misses, wrong_digit_positions
 
 # sha256 of long_context_eval/eval/synthetic/constants.py in nvidia-long-context-eval 26.3 (RULER's scoring code).
 RULER_EVAL_CONSTANTS_SHA256 = "a7041631f24a17defd433f07b65340bec0ff27c9d20ecb852f44cfe1d386c59f"

@@ -33,6 +33,19 @@ def tiny_tokenizer():
                                    pad_token="<|endoftext|>", model_max_length=4096)
 
 
+def starts_with_bos(tokenizer):
+    """The same tokenizer, adding BOS at the start of every text by default (as Llama-3's does)."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = tokenizer.backend_tokenizer
+    bos = tokenizer.bos_token
+    backend.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B",
+                                                           special_tokens=[(bos, tokenizer.bos_token_id)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=tokenizer.eos_token, bos_token=bos,
+                                   pad_token=tokenizer.pad_token, model_max_length=tokenizer.model_max_length)
+
+
 def tiny_llama(vocab_size: int, seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -61,6 +74,7 @@ def save_llama3_shaped_model(folder: str | Path) -> Path:
 
     folder = Path(folder)
     tokenizer = tiny_tokenizer()
+    tokenizer = starts_with_bos(tokenizer)
     tokenizer.chat_template = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
                                "<|endoftext|>\n{% endfor %}")
     torch.manual_seed(1)

@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 
 from gistkv.core.decode import model_dtype
-from gistkv.errors import GistkvError
 from gistkv.core.gist import add_gist_tokens
+from gistkv.core.model import load_base
+from gistkv.core.prompt import adds_bos
+from gistkv.errors import GistkvError
 from gistkv.hardware import slow_autocast_warning
 from gistkv.io import sha256_file
-from gistkv.core.model import load_base
 from gistkv.training.peft_fast import adapters_off
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,9 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
     gist_ids = add_gist_tokens(tokenizer, base.model, int(meta["num_gist_tokens"]))
     if gist_ids != meta["gist_token_ids"]:
         raise GistkvError(f"{meta_path}: gist token ids {meta['gist_token_ids']} differ from the tokenizer's {gist_ids}.")
+    if "adds_bos" in meta and bool(meta["adds_bos"]) != adds_bos(tokenizer):
+        raise GistkvError(f"{meta_path}: adds_bos is {meta['adds_bos']} but the tokenizer in {gist_dir} says "
+                          f"{adds_bos(tokenizer)}; restore the tokenizer files training saved (or retrain).")
     context_read = ContextRead.from_meta(meta, meta_path)
     if slow := slow_autocast_warning(context_read.autocast, base.info["device"]):
         log.warning("%s: %s", meta_path, slow)

@@ -29,10 +29,10 @@ from safetensors.torch import load_file, safe_open, save
 from transformers import DynamicCache
 
 from gistkv.core.decode import Decoded, greedy_decode, model_dtype
-from gistkv.errors import GistkvError
 from gistkv.core.gist import prefix_attention_mask
+from gistkv.core.prompt import document_ids, encode, query_text
+from gistkv.errors import GistkvError
 from gistkv.io import atomic_path
-from gistkv.core.prompt import encode, query_text
 
 FORMAT_VERSION = "1"
 
@@ -178,9 +178,9 @@ def compress(compressor, text: str, warn=None) -> GistKV:
     An empty document is refused; ``warn`` (a callable taking one line) hears when the document is longer
     than anything the compressor was trained on.
     """
-    context_ids = encode(compressor.tokenizer, text)
-    if not context_ids:
+    if not encode(compressor.tokenizer, text):
         raise GistkvError("the document is empty (no tokens): there is nothing to compress.")
+    context_ids = document_ids(compressor.tokenizer, text)
     trained = compressor.trained_context_tokens
     if warn is not None and trained and len(context_ids) > trained:
         warn(f"the document has {len(context_ids):,} tokens; training never read more than {trained:,}, so answers "

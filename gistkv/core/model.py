@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gistkv.data.wheel_file import WheelFile, fetch
 from gistkv.errors import GistkvError
 from gistkv.io import atomic_dir, sha256_file, write_json
 from gistkv.params import require
-from gistkv.data.wheel_file import WheelFile, fetch
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ import sysconfig
 from functools import lru_cache
 from pathlib import Path
 
+from gistkv.data.wheel_file import WheelFile, fetch
 from gistkv.errors import GistkvError
 from gistkv.io import read_jsonl
 from gistkv.packages import cache_dir, package_dir
-from gistkv.data.wheel_file import WheelFile, fetch
 
 NOISE = {
     "noise_en": "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.",

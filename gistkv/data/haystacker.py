@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import random
 
-from gistkv.errors import GistkvError
 from gistkv.core.prompt import encode
+from gistkv.errors import GistkvError
 
 
 class Haystacker:

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import random
 
-from gistkv.errors import GistkvError
 from gistkv.data.haystack import DESCRIPTIONS, NOISE, split_pool
 from gistkv.data.haystacker import Haystacker
 from gistkv.data.needles import SPLITS, Family, decline_answer, draw_key, load_families, split_names
 from gistkv.data.niah_params import EVAL_SPLITS, LanguageParams, NiahParams
+from gistkv.errors import GistkvError
 
 GROUPS = ("seen", "unseen_text", "unseen_family", "keyed")
 NEEDLE_SHARE = 3            # a training document's needles take at most a third of its tokens

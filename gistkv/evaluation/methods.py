@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 from gistkv.core.decode import Decoded, greedy_decode
-from gistkv.errors import GistkvError
 from gistkv.core.kv import GistKV, answer_ids, compress_ids, text_sha256
-from gistkv.core.prompt import encode, query_text
+from gistkv.core.prompt import document_ids, encode, query_text
+from gistkv.errors import GistkvError
 
 
 def question_query(question: dict) -> str:
@@ -104,7 +104,7 @@ class Retrieval:
     def answer(self, prepared: Prepared, question: dict, max_new_tokens: int) -> Decoded:
         document = prepared.state
         hits = self.retriever.retrieve(document["id"], question["question"], self.chunk_tokens, self.top_k)
-        retrieved = encode(self.reader.tokenizer, document.get("prefix", "") + "\n".join(hit["text"] for hit in hits))
+        retrieved = document_ids(self.reader.tokenizer, document.get("prefix", "") + "\n".join(hit["text"] for hit in hits))
         cache = self.reader.encode_context(retrieved)
         query = encode(self.reader.tokenizer, question_query(question))
         decoded = greedy_decode(self.reader.model, torch.tensor([query], device=self.reader.device), cache=cache,
@@ -156,7 +156,7 @@ class GistEmpty(Gist):
 
     def prepare(self, document: dict, context_ids: list[int], shared: SharedRead | None) -> Prepared:
         if self.empty is None:      # made once: the first document is charged for it
-            self.empty = compress_ids(self.compressor, [])
+            self.empty = compress_ids(self.compressor, document_ids(self.compressor.tokenizer, ""))
         return Prepared(self.empty, self.empty.num_gist)
 
     def reset(self) -> None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from gistkv.core.compressor import Compressor, ContextRead, load_compressor, untrained_compressor
-from gistkv.errors import GistkvError
 from gistkv.core.model import load_base
+from gistkv.errors import GistkvError
 
 READERS = ("base", "tuned", "gist")
 

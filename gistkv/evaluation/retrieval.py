@@ -23,8 +23,8 @@ from pathlib import Path
 from chromadb import Documents, EmbeddingFunction, Embeddings
 
 from gistkv.errors import GistkvError
-from gistkv.packages import package_dir
 from gistkv.io import atomic_dir
+from gistkv.packages import package_dir
 
 EMBEDDERS = ("use", "minilm")
 _RETRIEVERS = itertools.count()     # chromadb's in-memory clients of one process share their collections

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gistkv.reporting import plots
 from gistkv.io import read_json
+from gistkv.reporting import plots
 
 
 def read_curve(path: Path) -> list[tuple[float, float]]:

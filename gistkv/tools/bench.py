@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from gistkv.core.decode import greedy_decode, stop_ids_for
-from gistkv.errors import GistkvError
-from gistkv.data.haystack import load_sentences
 from gistkv.core.kv import GistKV, answer_ids, compress_ids
 from gistkv.core.prompt import encode, query_text
+from gistkv.data.haystack import load_sentences
+from gistkv.errors import GistkvError
 
 
 def time_load(base_dir: Path, repeats: int = 3) -> list[float]:

@@ -11,9 +11,9 @@ import platform
 import sys
 from pathlib import Path
 
+from gistkv.core.model import BASE_META, read_base_meta
 from gistkv.hardware import describe
 from gistkv.io import sha256_file
-from gistkv.core.model import BASE_META, read_base_meta
 
 
 def version(package: str) -> str:

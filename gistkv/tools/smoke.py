@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from gistkv.io import write_json
 from gistkv.core.model import BASE_META, read_base_meta
+from gistkv.io import write_json
 
 
 def variant_base(base_dir: Path, folder: Path, dtype: str, four_bit: bool, device: str) -> Path:

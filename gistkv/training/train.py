@@ -23,14 +23,15 @@ from typing import Any
 
 import torch
 
+from gistkv.core.compressor import ADAPTER_DIR, COMPRESSOR_META, POSITION_SCHEME, model_shape
+from gistkv.core.gist import GistCollator, add_gist_tokens
+from gistkv.core.model import load_base, read_base_meta
+from gistkv.core.prompt import adds_bos
+from gistkv.hardware import slow_autocast_warning
+from gistkv.io import write_json
 from gistkv.training import plateau
 from gistkv.training.base_reads import BaseReads
 from gistkv.training.checkpoints import prepare_checkpoints, record_elapsed, seconds_before, sort_adapter_config, fingerprint
-from gistkv.core.compressor import ADAPTER_DIR, COMPRESSOR_META, POSITION_SCHEME, model_shape
-from gistkv.core.gist import GistCollator, add_gist_tokens
-from gistkv.hardware import slow_autocast_warning
-from gistkv.io import write_json
-from gistkv.core.model import load_base, read_base_meta
 from gistkv.training.peft_fast import fast_trainable_tokens
 from gistkv.training.train_config import GistParams, TrainParams
 from gistkv.training.train_records import tokenize_documents
@@ -159,6 +160,7 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
         "quantization": base.info["quantization"], "use_gist_mask": params.use_gist_mask,
         "context_encoder": params.context_encoder, "context_autocast": params.context_autocast,
         "trained_context_tokens": max(document["context_tokens"] for document in train_documents),
+        "adds_bos": adds_bos(tokenizer),     # reads began with BOS in training; so must every later read
         "lora": {"r": params.lora_r, "alpha": params.lora_alpha, "target_modules": list(params.target_modules)},
         **model_shape(model.config)})
     # Mean of the logged losses rather than Trainer's own average, which covers only this session.

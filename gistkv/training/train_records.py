@@ -13,15 +13,15 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from gistkv.core.prompt import answer_text, document_ids, encode, query_text
 from gistkv.errors import GistkvError
 from gistkv.io import read_jsonl
-from gistkv.core.prompt import answer_text, encode, query_text
 
 
 def tokenize_documents(documents: list[dict], tokenizer) -> list[dict]:
     """``{context_ids, questions: [(query_ids, answer_ids + eos), ...]}`` per document."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    return [{"context_ids": encode(tokenizer, document["context"]),
+    return [{"context_ids": document_ids(tokenizer, document["context"]),
              "questions": [(encode(tokenizer, query_text(question["question"])),
                             encode(tokenizer, answer_text(question["answer"])) + eos)
                            for question in document["questions"]]}

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gistkv.training.base_reads import BaseReads
 from gistkv.core.compressor import ContextRead, context_cache
 from gistkv.core.gist import AFTER, CONTEXT, GIST, model_inputs, tail_attention_mask
 from gistkv.io import write_json
+from gistkv.training.base_reads import BaseReads
 
 VAL_ACCURACY = "gistkv_val_accuracy.json"   # in each checkpoint: the held-out accuracy curve so far
 
