@@ -224,3 +224,21 @@ def test_the_costs_of_each_method_alone_are_a_table(inputs, tmp_path):
     text = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "## Each method alone" in text and "on 6 test documents" in text
     assert text.index("| full/base | 700 MB | 1.00 s | 2.90 s · 1.60 s |") < text.index("| gist | 812 MB | 2.50 s |")
+
+
+def test_the_confidence_threshold_is_chosen_on_dev_and_measured_on_test():
+    from gistkv.reporting.confidence import choose_threshold, confidence_lines, flag_stats
+
+    def rows(pairs):
+        return [{"method": "gist", "min_token_prob": p, "correct": c} for p, c in pairs] + \
+               [{"method": "full/base", "min_token_prob": 0.99, "correct": False}]   # another method: not counted
+
+    dev = rows([(0.9, True), (0.8, True), (0.7, True), (0.3, False), (0.2, False), (float("nan"), False)])
+    assert choose_threshold(dev, "gist") == 0.35          # the lowest threshold that flags both wrong, no right
+    test = rows([(0.9, True), (0.5, False), (0.1, False), (0.2, True)])
+    stats = flag_stats(test, "gist", 0.35)
+    assert stats["n"] == 4 and stats["flagged"] == 2 and stats["accuracy_kept"] == 0.5
+    assert stats["wrong_flagged"] == 0.5 and stats["youden"] == 0.0
+    assert choose_threshold(rows([(0.9, True)]), "gist") is None       # nothing wrong to separate
+    lines = confidence_lines(dev, test)
+    assert "**0.35**" in lines[0] and lines[-1].startswith("| test | 4 | 2 | 50.0 % | 50.0 % | 50.0 % | 0.00 |")

@@ -17,6 +17,7 @@ import numpy as np
 from gistkv.data.niah import GROUPS
 from gistkv.io import read_json, read_jsonl, write_json, write_text
 from gistkv.reporting import plots
+from gistkv.reporting.confidence import confidence_lines
 from gistkv.reporting.near_misses import present_near_misses
 from gistkv.reporting.report_training import training_section
 from gistkv.reporting.tables import (Targets, bar_lines, cost_lines, length_table, lengths_of, memory_lines, method_order,
@@ -131,6 +132,12 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
     for lang in langs:
         if methods := found.get(f"niah_dev_{lang}"):
             lines += [f"## Dev, {lang} (for decisions)", "", *method_table(methods, lengths_of(methods)), ""]
+    dev, test = ([row for lang in langs if (path := predictions_dir / f"niah_{split}_{lang}.jsonl").exists()
+                  for row in read_jsonl(path)] for split in ("dev", "test"))
+    if dev and test:
+        lines += ["## When to trust a gist answer", "", "`gistkv ask` flags an answer whose least likely token is "
+                  "below a threshold. The threshold is chosen on dev (both languages) and checked on test:", "",
+                  *confidence_lines(dev, test, "gist"), ""]
     status = longbench_dir / "status.json"
     if status.exists() and read_json(status).get("status", "").startswith("unavailable"):
         lines += ["## LongBench", "", f"LongBench: not evaluated (offline: {read_json(status)['status']}).", ""]
