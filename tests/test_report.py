@@ -147,6 +147,7 @@ def test_method_table_lists_methods_in_order_with_their_rates(report):
     assert "(n 8) | 100.0 % | 50.0 % | 50.0 % | 100.0 % | 87.5 % | 12.5 % |" in gist_row
     assert "| full/tuned | tuned | the document | 100.0 % [" in english      # reads the whole context, any length
     assert "Gist's wrong answers: 2 of 8; 1 have the key's length (1 one digit off)." in english
+    assert "Same answer to every question of a document (the fact it holds and the one it does not): " in english
     korean = section(text, "Test, ko")
     assert korean.index("\n| full/base | base | the document |") < korean.index("\n| gist | gist | 20 | 75.0 % [")
 
@@ -242,3 +243,14 @@ def test_the_confidence_threshold_is_chosen_on_dev_and_measured_on_test():
     assert choose_threshold(rows([(0.9, True)]), "gist") is None       # nothing wrong to separate
     lines = confidence_lines(dev, test)
     assert "**0.35**" in lines[0] and lines[-1].startswith("| test | 4 | 2 | 50.0 % | 50.0 % | 50.0 % | 0.00 |")
+
+
+def test_a_reader_that_ignores_the_question_is_counted():
+    from gistkv.reporting.near_misses import question_blind
+
+    rows = [{"id": "a", "method": "gist", "prediction": " 6799"}, {"id": "a", "method": "gist", "prediction": "6799 "},
+            {"id": "b", "method": "gist", "prediction": "12"}, {"id": "b", "method": "gist", "prediction": "The document"},
+            {"id": "c", "method": "gist", "prediction": "5"},                     # one question: not counted
+            {"id": "a", "method": "full/tuned", "prediction": "1"}, {"id": "a", "method": "full/tuned", "prediction": "2"}]
+    assert question_blind(rows, "gist") == (1, 2)
+    assert question_blind(rows, "full/tuned") == (0, 1)

@@ -39,3 +39,15 @@ def present_near_misses(predictions: list[dict], method: str) -> dict:
     """``wrong_digit_positions`` over one method's answers to questions whose document holds the fact."""
     return wrong_digit_positions([row for row in predictions if row.get("method") == method
                                   and row.get("kind") == "present"])
+
+
+def question_blind(predictions: list[dict], method: str) -> tuple[int, int]:
+    """(documents whose questions all got the same answer, documents with more than one question) for
+    ``method``: a reader that gives one document the same answer whatever it is asked (the fact it holds
+    and the one it does not) is not reading the question."""
+    answers: dict[str, list[str]] = {}
+    for row in predictions:
+        if row.get("method") == method:
+            answers.setdefault(row["id"], []).append(" ".join(str(row.get("prediction", "")).split()))
+    asked = [given for given in answers.values() if len(given) > 1]
+    return sum(len(set(given)) == 1 for given in asked), len(asked)

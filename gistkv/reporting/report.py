@@ -18,7 +18,7 @@ from gistkv.data.niah import GROUPS
 from gistkv.io import read_json, read_jsonl, write_json, write_text
 from gistkv.reporting import plots
 from gistkv.reporting.confidence import confidence_lines
-from gistkv.reporting.near_misses import present_near_misses
+from gistkv.reporting.near_misses import present_near_misses, question_blind
 from gistkv.reporting.report_training import training_section
 from gistkv.reporting.tables import (Targets, bar_lines, cost_lines, length_table, lengths_of, memory_lines, method_order,
                                      method_table, paired_lines, ruler_lines)
@@ -109,6 +109,9 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
                   "Memory at answer time (the gist file holds the same number of tokens at every length):", "",
                   *memory_lines(methods, lengths), "",
                   "Paired on the same questions:", "", *paired_lines(rows, list(methods)), ""]
+        blind = {method: question_blind(rows, method) for method in methods}
+        lines += ["Same answer to every question of a document (the fact it holds and the one it does not): "
+                  + ", ".join(f"{method} {same}/{asked}" for method, (same, asked) in blind.items()) + ".", ""]
         misses = present_near_misses(rows, "gist")
         if misses["wrong"]:
             lines += [f"Gist's wrong answers: {misses['wrong']} of {misses['answers']}; {misses['near_misses']} have the "
