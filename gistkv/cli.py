@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import typer
@@ -25,6 +26,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split
 app.add_typer(measuring)      # smoke-gpu and bench-*, as top-level commands
 
 keep_hub_offline()
+# peft asks transformers a deprecated question on every load; the user cannot act on the warning.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
