@@ -155,7 +155,7 @@ def test_method_table_lists_methods_in_order_with_their_rates(report):
 def test_paired_table_counts_discordant_questions(report):
     _, _, text = report
     english = section(text, "Test, en")
-    assert "| gist vs | both right | only gist | only the other | both wrong | McNemar exact p |" in english
+    assert "| gist vs | both right | only gist | only the other | both wrong | McNemar exact p | Holm-adjusted p |" in english
     # gist  T T T T F F T T vs full/base T F T F T F F F: 2 both, 4 only gist, 1 only full, 1 neither; p = 12/32
     assert "| full/base | 2 | 4 | 1 | 1 | 0.375 |" in english
     assert "| full/tuned | 6 | 0 | 2 | 0 | 0.5 |" in english          # p = 2 * 1/4
@@ -254,3 +254,10 @@ def test_a_reader_that_ignores_the_question_is_counted():
             {"id": "a", "method": "full/tuned", "prediction": "1"}, {"id": "a", "method": "full/tuned", "prediction": "2"}]
     assert question_blind(rows, "gist") == (1, 2)
     assert question_blind(rows, "full/tuned") == (0, 1)
+
+
+def test_holm_adjusts_the_paired_tests_as_one_family():
+    from gistkv.reporting.tables import holm
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and holm([]) == []

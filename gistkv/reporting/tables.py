@@ -100,17 +100,31 @@ def memory_lines(methods: dict[str, dict], lengths: list[int]) -> list[str]:
     return lines
 
 
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment: p-values that hold for the whole family of tests at once.
+
+    >>> holm([0.01, 0.04, 0.03])
+    [0.03, 0.06, 0.06]
+    """
+    order = sorted(range(len(p_values)), key=lambda index: p_values[index])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
 def paired_lines(rows: list[dict], methods: list[str], against: str = "gist") -> list[str]:
-    """McNemar's exact test of ``against`` vs each other method on the same present questions."""
+    """McNemar's exact test of ``against`` vs each other method on the same present questions, with Holm's
+    adjustment over the table's comparisons (one table, one family of tests)."""
     outcome: dict[str, dict[tuple, bool]] = defaultdict(dict)
     for row in rows:
         if row.get("kind") == "present":
             outcome[row["method"]][(row["id"], row["question_index"])] = bool(row["correct"])
     if against not in outcome:
         return []
-    lines = [f"| {against} vs | both right | only {against} | only the other | both wrong | McNemar exact p |",
-             "|---|---|---|---|---|---|"]
     mine = outcome[against]
+    table = []
     for method in methods:
         if method == against or method not in outcome:
             continue
@@ -118,8 +132,12 @@ def paired_lines(rows: list[dict], methods: list[str], against: str = "gist") ->
         keys = sorted(set(mine) & set(other))
         counts = [sum(mine[k] and other[k] for k in keys), sum(mine[k] and not other[k] for k in keys),
                   sum(other[k] and not mine[k] for k in keys), sum(not mine[k] and not other[k] for k in keys)]
-        lines.append(f"| {method} | {counts[0]} | {counts[1]} | {counts[2]} | {counts[3]} "
-                     f"| {mcnemar_exact(counts[1], counts[2]):.3g} |")
+        table.append((method, counts, mcnemar_exact(counts[1], counts[2])))
+    adjusted = holm([p for _, _, p in table])
+    lines = [f"| {against} vs | both right | only {against} | only the other | both wrong | McNemar exact p "
+             "| Holm-adjusted p |", "|---|---|---|---|---|---|---|"]
+    for (method, counts, p), held in zip(table, adjusted):
+        lines.append(f"| {method} | {counts[0]} | {counts[1]} | {counts[2]} | {counts[3]} | {p:.3g} | {held:.3g} |")
     return lines
 
 
