@@ -241,6 +241,10 @@ def test_the_confidence_threshold_is_chosen_on_dev_and_measured_on_test():
     assert stats["n"] == 4 and stats["flagged"] == 2 and stats["accuracy_kept"] == 0.5
     assert stats["wrong_flagged"] == 0.5 and stats["youden"] == 0.0
     assert choose_threshold(rows([(0.9, True)]), "gist") is None       # nothing wrong to separate
+    assert flag_stats(rows([(0.9, True)]), "gist", 0.5)["youden"] is None
+    inverted = rows([(0.9, False), (0.2, True)])                          # the sure answer is the wrong one
+    assert "No threshold separates them on dev" in confidence_lines(inverted, test)[0]
+    assert "No threshold separates" not in confidence_lines(dev, test)[0]
     lines = confidence_lines(dev, test)
     assert "**0.35**" in lines[0] and lines[-1].startswith("| test | 4 | 2 | 50.0 % | 50.0 % | 50.0 % | 0.00 |")
 

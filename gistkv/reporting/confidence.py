@@ -21,12 +21,13 @@ def scored(rows: list[dict], method: str) -> list[tuple[float, bool]]:
             and not math.isnan(row["min_token_prob"])]     # an empty answer has no token to be sure of
 
 
-def youden(pairs: list[tuple[float, bool]], threshold: float) -> float:
-    """Share of wrong answers flagged minus share of right answers flagged (0: the flag is noise)."""
+def youden(pairs: list[tuple[float, bool]], threshold: float) -> float | None:
+    """Share of wrong answers flagged minus share of right answers flagged (0: the flag is noise; None:
+    undefined, when there are no wrong or no right answers)."""
     wrong = [confidence for confidence, correct in pairs if not correct]
     right = [confidence for confidence, correct in pairs if correct]
     if not wrong or not right:
-        return 0.0
+        return None
     return (sum(c < threshold for c in wrong) / len(wrong)) - (sum(c < threshold for c in right) / len(right))
 
 
@@ -37,6 +38,12 @@ def choose_threshold(rows: list[dict], method: str) -> float | None:
     if not pairs or all(correct for _, correct in pairs) or not any(correct for _, correct in pairs):
         return None
     return max(THRESHOLDS, key=lambda threshold: (youden(pairs, threshold), -threshold))
+
+
+def separates(rows: list[dict], method: str, threshold: float) -> bool:
+    """Whether flagging below ``threshold`` catches a larger share of wrong answers than of right ones."""
+    value = youden(scored(rows, method), threshold)
+    return value is not None and value > 0
 
 
 def flag_stats(rows: list[dict], method: str, threshold: float) -> dict:
@@ -57,12 +64,15 @@ def confidence_lines(dev_rows: list[dict], test_rows: list[dict], method: str = 
     if threshold is None:
         return [f"No threshold: dev has no {method} answers with both right and wrong ones to separate."]
     pct = lambda value: "–" if value is None else f"{100 * value:.1f} %"
+    verdict = ("" if separates(dev_rows, method, threshold) else
+               " **No threshold separates them on dev** (best J ≤ 0): the confidence does not tell right from wrong.")
     lines = [f"Threshold chosen on dev: **{threshold:.2f}** (the least likely answer token's probability; best "
-             "Youden J over 0.05–0.95).", "",
+             f"Youden J over 0.05–0.95).{verdict}", "",
              "| split | answers | flagged | accuracy, not flagged | accuracy, flagged | wrong answers flagged | J |",
              "|---|---|---|---|---|---|---|"]
     for split, rows in (("dev", dev_rows), ("test", test_rows)):
         stats = flag_stats(rows, method, threshold)
         lines.append(f"| {split} | {stats['n']} | {stats['flagged']} | {pct(stats['accuracy_kept'])} | "
-                     f"{pct(stats['accuracy_flagged'])} | {pct(stats['wrong_flagged'])} | {stats['youden']:.2f} |")
+                     f"{pct(stats['accuracy_flagged'])} | {pct(stats['wrong_flagged'])} | "
+                     + ("–" if stats["youden"] is None else f"{stats['youden']:.2f}") + " |")
     return lines

@@ -16,7 +16,7 @@ import torch
 
 from gistkv.core.decode import greedy_decode, stop_ids_for
 from gistkv.core.kv import GistKV, answer_ids, compress_ids
-from gistkv.core.prompt import encode, query_text
+from gistkv.core.prompt import document_ids, encode, query_text
 from gistkv.data.haystack import load_sentences
 from gistkv.errors import GistkvError
 
@@ -34,7 +34,7 @@ def time_load(base_dir: Path, repeats: int = 3) -> list[float]:
 
 def context_of(tokenizer, length: int) -> list[int]:
     text = " ".join(load_sentences("pydoc")[: length])   # plenty of text; cut to the exact length
-    ids = encode(tokenizer, text)[: length - 30]
+    ids = document_ids(tokenizer, text)[: length - 30]     # BOS first when the model card wants it, as in training
     return ids + encode(tokenizer, " The pass key is 48213. Remember it. 48213 is the pass key.")
 
 
