@@ -50,16 +50,51 @@ def from_mapping(cls: type[T], mapping: Any, where: str) -> T:
     """
     if not isinstance(mapping, dict):
         raise GistkvError(f"{where}: expected a mapping, got {type(mapping).__name__}.")
+    if problem := _not_json(mapping, where):
+        raise GistkvError(problem)
     _forbid_unknown_keys(cls)
     try:
         # JSON mode: strict types still accept a mapping for a nested dataclass (Python mode wants an instance).
         instance = pydantic.TypeAdapter(cls).validate_json(json.dumps(mapping), strict=True)
     except pydantic.ValidationError as err:
-        raise GistkvError(_one_line(err.errors()[0], where, cls)) from None
-    validate = getattr(instance, "validate", None)
-    if validate is not None:
-        validate(where)
+        errors = err.errors()
+        # A misspelt key is also a missing one: name the misspelling, which is what the user typed.
+        unknown = [error for error in errors if error["type"] == "unexpected_keyword_argument"]
+        raise GistkvError(_one_line((unknown or errors)[0], where, cls)) from None
+    _validate(instance, where)
     return instance
+
+
+def _validate(value: Any, key: str) -> None:
+    """Each dataclass's own ``validate(key)``, nested ones first (their keys named in full)."""
+    if dataclasses.is_dataclass(value):
+        for field in dataclasses.fields(value):
+            _validate(getattr(value, field.name), f"{key}.{field.name}")
+        if callable(getattr(value, "validate", None)):
+            value.validate(key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _validate(item, f"{key}.{index}")
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _validate(item, f"{key}.{name}")
+
+
+def _not_json(value: Any, key: str) -> str | None:
+    """Where YAML gave something JSON (and so pydantic's strict mode) cannot hold: a date, a non-string key."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if not isinstance(name, str):
+                return f"{key}.{name}: a key must be a string, got {name!r}; quote it in params.yaml."
+            if problem := _not_json(item, f"{key}.{name}"):
+                return problem
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if problem := _not_json(item, f"{key}.{index}"):
+                return problem
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        return f"{key}: YAML read {value!r} as a {type(value).__name__}; quote it in params.yaml if it is text."
+    return None
 
 
 def _forbid_unknown_keys(cls: type) -> None:

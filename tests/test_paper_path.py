@@ -74,8 +74,13 @@ def test_bos_follows_the_tokenizer_and_a_mismatch_is_refused(tmp_path):
     tokenizer = load_compressor(tmp_path / "gist").tokenizer
     assert document_ids(tokenizer, "The sky") == [tokenizer.bos_token_id] + encode(tokenizer, "The sky")
     meta_path = tmp_path / "gist" / "compressor.json"
-    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "adds_bos": False}))
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "adds_bos": False}))
     with pytest.raises(GistkvError, match="compressor.json: adds_bos is False but the tokenizer .* says True"):
+        load_compressor(tmp_path / "gist")
+    del meta["adds_bos"]                # written before BOS was handled: its reads never began with BOS
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(GistkvError, match="compressor.json: adds_bos is missing \\(a compressor from before BOS was handled\\) but the tokenizer"):
         load_compressor(tmp_path / "gist")
 
 

@@ -101,3 +101,39 @@ def test_strict_types_keep_what_params_yaml_means():
     mapping = {**dataclasses.asdict(load_section("params.yaml", "train", TrainParams)), "learning_rate": 1}
     learning_rate = from_mapping(TrainParams, mapping, "train").learning_rate
     assert learning_rate == 1.0 and isinstance(learning_rate, float)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"embedder": "bm25"}, "evaluate.rag.embedder: must be one of"),
+    ({"budgets": [{"chunk_tokens": 16}]}, "evaluate.rag.budgets\\[0\\]: must be \\{chunk_tokens"),
+    ({"budgets": [{"chunk_tokens": 16, "top_k": 2}, {"chunk_tokens": 32, "top_k": 1}]},
+     "evaluate.rag.budgets: must differ in chunk_tokens x top_k"),
+])
+def test_a_nested_section_runs_its_own_checks(change, message):
+    from gistkv.evaluation.evaluate import EvaluateParams
+    from gistkv.params import read_params
+
+    evaluate = read_params("params.yaml")["evaluate"]
+    evaluate["rag"].update(change)
+    with pytest.raises(GistkvError, match=message):
+        from_mapping(EvaluateParams, evaluate, "evaluate")
+
+
+def test_a_misspelt_key_is_named_not_the_missing_one():
+    from gistkv.training.train import TrainParams
+
+    mapping = dataclasses.asdict(load_section("params.yaml", "train", TrainParams))
+    mapping["lerning_rate"] = mapping.pop("learning_rate")
+    with pytest.raises(GistkvError, match="train.lerning_rate: unknown key"):
+        from_mapping(TrainParams, mapping, "train")
+
+
+def test_what_yaml_reads_but_json_cannot_hold_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("model:\n  source: 2024-01-01\n")
+    with pytest.raises(GistkvError, match="model.source: YAML read datetime.date\\(2024, 1, 1\\) as a date; quote it"):
+        load_section(path, "model", ModelParams)
+    path.write_text("niah:\n  families: {no: [passkey]}\n")
+    from gistkv.data.niah_params import NiahParams
+    with pytest.raises(GistkvError, match="niah.families.False: a key must be a string"):
+        load_section(path, "niah", NiahParams)

@@ -197,8 +197,10 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
     gist_ids = add_gist_tokens(tokenizer, base.model, int(meta["num_gist_tokens"]))
     if gist_ids != meta["gist_token_ids"]:
         raise GistkvError(f"{meta_path}: gist token ids {meta['gist_token_ids']} differ from the tokenizer's {gist_ids}.")
-    if "adds_bos" in meta and bool(meta["adds_bos"]) != adds_bos(tokenizer):
-        raise GistkvError(f"{meta_path}: adds_bos is {meta['adds_bos']} but the tokenizer in {gist_dir} says "
+    # A compressor written before BOS was handled never started a read with it.
+    if bool(meta.get("adds_bos", False)) != adds_bos(tokenizer):
+        recorded = meta.get("adds_bos", "missing (a compressor from before BOS was handled)")
+        raise GistkvError(f"{meta_path}: adds_bos is {recorded} but the tokenizer in {gist_dir} says "
                           f"{adds_bos(tokenizer)}; restore the tokenizer files training saved (or retrain).")
     context_read = ContextRead.from_meta(meta, meta_path)
     if slow := slow_autocast_warning(context_read.autocast, base.info["device"]):

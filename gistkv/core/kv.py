@@ -178,12 +178,13 @@ def compress(compressor, text: str, warn=None) -> GistKV:
     An empty document is refused; ``warn`` (a callable taking one line) hears when the document is longer
     than anything the compressor was trained on.
     """
-    if not encode(compressor.tokenizer, text):
+    text_tokens = len(encode(compressor.tokenizer, text))
+    if not text_tokens:
         raise GistkvError("the document is empty (no tokens): there is nothing to compress.")
     context_ids = document_ids(compressor.tokenizer, text)
     trained = compressor.trained_context_tokens
-    if warn is not None and trained and len(context_ids) > trained:
-        warn(f"the document has {len(context_ids):,} tokens; training never read more than {trained:,}, so answers "
+    if warn is not None and trained and text_tokens > trained:       # both count the text, without BOS
+        warn(f"the document has {text_tokens:,} tokens; training never read more than {trained:,}, so answers "
              "from this gist are less reliable — consider splitting it.")
     gist_kv = compress_ids(compressor, context_ids)
     # No timings in the file: the same text and compressor must give the same bytes.

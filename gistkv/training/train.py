@@ -103,7 +103,9 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
     recipe = {key: value for key, value in dataclasses.asdict(params).items() if key not in PLATEAU_FIELDS}
     resume_from = prepare_checkpoints(checkpoint_dir, fingerprint(
         recipe, num_gist_tokens(gist, params), read_base_meta(base_dir), base.info,
-        hashlib.sha256(json.dumps([train_documents, validation_documents], sort_keys=True).encode()).hexdigest()))
+        hashlib.sha256(json.dumps([train_documents, validation_documents], sort_keys=True).encode()).hexdigest(),
+        # reads that start with BOS are another recipe (added only then: earlier checkpoints keep their fingerprint)
+        *(["reads start with BOS"] if adds_bos(base.tokenizer) else [])))
     restarts = plateau.read_restarts(checkpoint_dir, params)
     if restarts is None:
         log.info("checkpoints in %s come from restarts these plateau settings would not make; starting clean",
