@@ -40,12 +40,6 @@ def choose_threshold(rows: list[dict], method: str) -> float | None:
     return max(THRESHOLDS, key=lambda threshold: (youden(pairs, threshold), -threshold))
 
 
-def separates(rows: list[dict], method: str, threshold: float) -> bool:
-    """Whether flagging below ``threshold`` catches a larger share of wrong answers than of right ones."""
-    value = youden(scored(rows, method), threshold)
-    return value is not None and value > 0
-
-
 def flag_stats(rows: list[dict], method: str, threshold: float) -> dict:
     pairs = scored(rows, method)
     kept = [correct for confidence, correct in pairs if confidence >= threshold]
@@ -64,15 +58,16 @@ def confidence_lines(dev_rows: list[dict], test_rows: list[dict], method: str = 
     if threshold is None:
         return [f"No threshold: dev has no {method} answers with both right and wrong ones to separate."]
     pct = lambda value: "–" if value is None else f"{100 * value:.1f} %"
-    verdict = ("" if separates(dev_rows, method, threshold) else
+    stats = {split: flag_stats(rows, method, threshold) for split, rows in (("dev", dev_rows), ("test", test_rows))}
+    dev_j = stats["dev"]["youden"]       # flags more wrong than right answers only when positive
+    verdict = ("" if dev_j is not None and dev_j > 0 else
                " **No threshold separates them on dev** (best J ≤ 0): the confidence does not tell right from wrong.")
     lines = [f"Threshold chosen on dev: **{threshold:.2f}** (the least likely answer token's probability; best "
              f"Youden J over 0.05–0.95).{verdict}", "",
              "| split | answers | flagged | accuracy, not flagged | accuracy, flagged | wrong answers flagged | J |",
              "|---|---|---|---|---|---|---|"]
-    for split, rows in (("dev", dev_rows), ("test", test_rows)):
-        stats = flag_stats(rows, method, threshold)
-        lines.append(f"| {split} | {stats['n']} | {stats['flagged']} | {pct(stats['accuracy_kept'])} | "
-                     f"{pct(stats['accuracy_flagged'])} | {pct(stats['wrong_flagged'])} | "
-                     + ("–" if stats["youden"] is None else f"{stats['youden']:.2f}") + " |")
+    for split, row in stats.items():
+        lines.append(f"| {split} | {row['n']} | {row['flagged']} | {pct(row['accuracy_kept'])} | "
+                     f"{pct(row['accuracy_flagged'])} | {pct(row['wrong_flagged'])} | "
+                     + ("–" if row["youden"] is None else f"{row['youden']:.2f}") + " |")
     return lines

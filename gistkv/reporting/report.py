@@ -95,12 +95,14 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
              "questions whose document holds the fact; intervals are Wilson 95 %. The test split is read by the final "
              "evaluation only; recipe decisions use dev.", "",
              "## The bar (issue #30)", "", *bar_lines(found, targets, langs), ""]
+    test = []                       # every language's test answers, for the confidence check below
     for lang in langs:
         methods = found.get(f"niah_test_{lang}", {})
         if not methods:
             lines += [f"## Test, {lang}: not evaluated", ""]
             continue
         rows = read_jsonl(predictions_dir / f"niah_test_{lang}.jsonl")
+        test += rows
         lengths = lengths_of(methods)
         trained = max(params.get("niah", {}).get("train", {}).get("context_lengths", [0]))
         lines += [f"## Test, {lang}", "", *method_table(methods, lengths), "",
@@ -135,8 +137,8 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
     for lang in langs:
         if methods := found.get(f"niah_dev_{lang}"):
             lines += [f"## Dev, {lang} (for decisions)", "", *method_table(methods, lengths_of(methods)), ""]
-    dev, test = ([row for lang in langs if (path := predictions_dir / f"niah_{split}_{lang}.jsonl").exists()
-                  for row in read_jsonl(path)] for split in ("dev", "test"))
+    dev = [row for lang in langs if (path := predictions_dir / f"niah_dev_{lang}.jsonl").exists()
+           for row in read_jsonl(path)]
     if dev and test:
         lines += ["## When to trust a gist answer", "", "`gistkv ask` flags an answer whose least likely token is "
                   "below a threshold. The threshold is chosen on dev (both languages) and checked on test:", "",
