@@ -33,6 +33,7 @@ from gistkv.training import plateau
 from gistkv.training.base_reads import BaseReads
 from gistkv.training.checkpoints import prepare_checkpoints, record_elapsed, seconds_before, sort_adapter_config, fingerprint
 from gistkv.training.peft_fast import fast_trainable_tokens
+from gistkv.training.read_only_cache import keep_cache_when_checkpointing
 from gistkv.training.train_config import GistParams, TrainParams
 from gistkv.training.train_records import tokenize_documents
 from gistkv.training.trainer import make_gist_trainer, make_held_out_accuracy
@@ -58,6 +59,8 @@ def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
                         target_modules=list(params.target_modules), task_type="CAUSAL_LM",
                         trainable_token_indices={"embed_tokens": list(gist_ids)} if gist_ids else None)
     model = get_peft_model(model, config)
+    if params.gradient_checkpointing:
+        keep_cache_when_checkpointing(model)    # the tail pass reads the context through a ReadOnlyCache
     fast_trainable_tokens(model)    # same numbers, without peft's vocabulary-sized copies per step
     return model
 
