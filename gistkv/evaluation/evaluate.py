@@ -131,14 +131,18 @@ def run_document(methods, base_reader, document: dict, max_new_tokens: int, scor
 
 
 def evaluate_documents(methods, base_reader, documents: list[dict], max_new_tokens: int, score,
-                       progress=None, warm_up_first: bool = True) -> list[dict]:
-    """Rows for every (document, question, method), documents in order."""
+                       progress=None, warm_up_first: bool = True, on_document=None) -> list[dict]:
+    """Rows for every (document, question, method), documents in order; ``on_document`` gets each
+    document's rows as soon as they exist (``gistkv.evaluation.journal.Journal.add``)."""
     if documents and warm_up_first:
         warm_up(methods, base_reader, documents[0], max_new_tokens)
     rows = []
     with torch.no_grad():
         for document in documents:
-            rows += run_document(methods, base_reader, document, max_new_tokens, score)
+            document_rows = run_document(methods, base_reader, document, max_new_tokens, score)
+            rows += document_rows
+            if on_document:
+                on_document(document_rows)
             if progress:
                 progress()
     return rows
