@@ -75,7 +75,7 @@ def main(dataset: str = typer.Option(...), params: Path = Path("params.yaml"), b
         # Resumable: finished documents are kept in data/eval/.<dataset>.partial until the run ends.
         journal = Journal(predictions / f".{dataset}.partial",
                           run_fingerprint(dataset_file(dataset, niah, ruler), names, dataclasses.asdict(settings),
-                                          [base, gist, lora, embedder_cache], [Path(__file__)]))
+                                          [base, gist, lora, embedder_cache], Path(__file__)))
         todo = [document for document in documents if document["id"] not in journal.finished]
         with Progress() as progress:
             runners = build_methods(names, readers, retriever, settings.rag.budgets, journal.artifacts)

@@ -25,6 +25,7 @@ import shutil
 from pathlib import Path
 
 from gistkv.hardware import host_label
+from gistkv.imports import ROOT, script_files
 from gistkv.io import read_json, sha256_file, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -41,19 +42,18 @@ def folder_sha256(folder: str | Path) -> dict[str, str]:
             for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-def code_sha256(extra_files: list[Path]) -> dict[str, str]:
-    """The gistkv package's sources and ``extra_files`` (the stage script): any change starts over."""
-    package = Path(__file__).resolve().parents[1]
-    digests = {str(path.relative_to(package.parent)): sha256_file(path) for path in sorted(package.rglob("*.py"))}
-    return digests | {Path(path).name: sha256_file(path) for path in extra_files}
+def code_sha256(script: Path) -> dict[str, str]:
+    """The stage script and every package file it runs (what its DVC deps list): a change starts over."""
+    return {Path(script).name: sha256_file(script)} | {
+        name: sha256_file(ROOT / name) for name in sorted(script_files(script))}
 
 
 def run_fingerprint(dataset_file: Path, methods: list[str], settings: dict, model_dirs: list[Path],
-                    code_files: list[Path]) -> dict[str, object]:
+                    script: Path) -> dict[str, object]:
     """What a run's rows depend on, part by part (so that a mismatch can be named)."""
     return {"dataset": sha256_file(dataset_file), "methods": list(methods), "settings": settings,
             "models": {str(folder): folder_sha256(folder) for folder in model_dirs},
-            "code": code_sha256(code_files)}
+            "code": code_sha256(script)}
 
 
 class Journal:
