@@ -56,7 +56,8 @@ def describe(device_type: str) -> str:
 
 
 def host_label() -> str:
-    """The CPU a run is timed on, e.g. "AMD EPYC, AVX2, 2 cores" (resumed evaluations say when it changed)."""
+    """The machine a run is timed on, e.g. "AMD EPYC, AVX2, 2 cores" (and its GPUs' names, if any): a resumed
+    evaluation says when it changed."""
     import os
     import platform
     from pathlib import Path
@@ -65,4 +66,5 @@ def host_label() -> str:
     names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
              if line.startswith("model name")] if cpuinfo.exists() else []
     name = names[0] if names else (platform.processor() or platform.machine())
-    return f"{name}, {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores"
+    gpus = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores" + "".join(f", {gpu}" for gpu in gpus)

@@ -9,8 +9,10 @@ returns ``[context; tail]`` keys and values (the same ``torch.cat`` a ``DynamicC
 keeps only the context, so a replay reads the same states and ``keep_cache_when_checkpointing``
 can let the layers keep it. The tail's own KV is never needed after its logits.
 
-    cache = ReadOnlyCache(context_cache(model, context_ids, adapter_off=True))
     keep_cache_when_checkpointing(model)          # once, after gradient_checkpointing_enable()
+    cache = context_cache(model, context_ids, adapter_off=True)
+    if reads_context_read_only(model):
+        cache = ReadOnlyCache(cache)
     logits = model(input_ids=tail_ids[None], cache=cache, ...).logits
 """
 
@@ -19,6 +21,9 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
+
+
+MARK = "_gistkv_read_only_context"
 
 
 class ReadOnlyCache(DynamicCache):
@@ -39,7 +44,8 @@ class ReadOnlyCache(DynamicCache):
 
 
 def keep_cache_when_checkpointing(model) -> int:
-    """Let every checkpointed decoder layer of ``model`` keep the cache it is given (the number of layers).
+    """Let every checkpointed decoder layer of ``model`` keep the cache it is given (the number of layers),
+    and mark ``model`` so that its training tail pass reads the context through a ``ReadOnlyCache``.
 
     Safe only while every pass with gradients that hands the layers a cache hands them a ``ReadOnlyCache``:
     training's tail pass does (``trainer.tail_logits``); reads without gradients are never checkpointed.
@@ -47,4 +53,11 @@ def keep_cache_when_checkpointing(model) -> int:
     layers = [module for module in model.modules() if isinstance(module, GradientCheckpointingLayer)]
     for layer in layers:
         layer._can_checkpoint_with_cache = True
+    setattr(model, MARK, True)
     return len(layers)
+
+
+def reads_context_read_only(model) -> bool:
+    """Whether ``keep_cache_when_checkpointing`` marked ``model`` (without checkpointing the tail pass
+    writes to an ordinary cache, as before: sliding-window layers keep working)."""
+    return getattr(model, MARK, False)

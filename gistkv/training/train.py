@@ -50,10 +50,13 @@ def num_gist_tokens(gist: GistParams, params: TrainParams) -> int:
 def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
+    # Non-reentrant checkpointing (torch's recommendation): replays with the cache passed as a keyword.
+    checkpointing = {"use_reentrant": False}
     if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=params.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=params.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing)
     elif params.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
         model.enable_input_require_grads()
     config = LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
                         target_modules=list(params.target_modules), task_type="CAUSAL_LM",
