@@ -53,3 +53,18 @@ def describe(device_type: str) -> str:
         measured = " (context_autocast: bfloat16 reads were ~2x faster than float32 on such CPUs)" * (device_type == "cpu")
         return f"native on {device_type}{measured}"
     return emulated(device_type)
+
+
+def host_label() -> str:
+    """The machine a run is timed on, e.g. "AMD EPYC, AVX2, 2 cores" (and its GPUs' names, if any): a resumed
+    evaluation says when it changed."""
+    import os
+    import platform
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    name = names[0] if names else (platform.processor() or platform.machine())
+    gpus = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores" + "".join(f", {gpu}" for gpu in gpus)

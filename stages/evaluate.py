@@ -14,6 +14,8 @@ data/eval/<dataset>.jsonl (one row per document x question x method) and
 metrics/eval/<dataset>/<method>.json.
 """
 
+import dataclasses
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -22,6 +24,7 @@ from rich.progress import Progress
 
 from gistkv.errors import GistkvError
 from gistkv.evaluation.evaluate import EvaluateParams, evaluate_documents, score_niah, score_ruler
+from gistkv.evaluation.journal import Journal, run_fingerprint
 from gistkv.evaluation.methods import build_methods, method_names
 from gistkv.evaluation.readers import load_readers
 from gistkv.evaluation.retrieval import Retriever, load_embedding_function
@@ -58,6 +61,9 @@ def main(dataset: str = typer.Option(...), params: Path = Path("params.yaml"), b
         torch.set_num_threads(settings.torch_threads)
         seed_everything(0)
         documents = read_jsonl(dataset_file(dataset, niah, ruler))
+        if repeated := sorted(doc_id for doc_id, count in Counter(d["id"] for d in documents).items() if count > 1):
+            raise GistkvError(f"{dataset_file(dataset, niah, ruler)}: document id {repeated[0]!r} appears more than "
+                              "once; ids must be unique (regenerate the data with its stage).")
         names = method_names(settings.readers, settings.rag.budgets, gist=True)
         if dataset == "ruler":
             names = [name for name in names if name in settings.ruler_methods]
@@ -70,20 +76,32 @@ def main(dataset: str = typer.Option(...), params: Path = Path("params.yaml"), b
                                                   for name in names})
         retriever = Retriever(load_embedding_function(settings.rag.embedder, embedder_cache, settings.torch_threads),
                               readers["base"].tokenizer)
-        with atomic_dir(gist_kv / dataset) as artifacts, Progress() as progress:
-            runners = build_methods(names, readers, retriever, settings.rag.budgets, artifacts)
-            task = progress.add_task(f"{len(names)} methods on {dataset}", total=len(documents))
-            rows = evaluate_documents(runners, readers["base"], documents, settings.max_new_tokens,
-                                      score_ruler if dataset == "ruler" else score_niah,
-                                      progress=lambda: progress.advance(task))
+        # Resumable: finished documents are kept in data/eval/.<dataset>.partial until the run ends.
+        journal = Journal(predictions / f".{dataset}.partial", gist_kv / dataset,
+                          run_fingerprint(dataset_file(dataset, niah, ruler), names, dataclasses.asdict(settings),
+                                          [base, gist, lora, embedder_cache], Path(__file__),
+                                          str(readers["base"].model.device)))
+        todo = [document for document in documents if document["id"] not in journal.finished]
+        with Progress() as progress:
+            runners = build_methods(names, readers, retriever, settings.rag.budgets, journal.artifacts)
+            task = progress.add_task(f"{len(names)} methods on {dataset}", total=len(documents),
+                                     completed=len(documents) - len(todo))
+            evaluate_documents(runners, readers["base"], todo, settings.max_new_tokens,
+                               score_ruler if dataset == "ruler" else score_niah,
+                               progress=lambda: progress.advance(task), on_document=journal.add,
+                               charge_first_document=not journal.charged_once)
+        rows = journal.rows_in_order(documents)
+        # A run resumed on another machine: its times mix hosts (each document's methods share one).
+        hosts = {"timed_on_hosts": " | ".join(journal.hosts())} if len(journal.hosts()) > 1 else {}
         summarize = ruler_metrics if dataset == "ruler" else niah_metrics
         with atomic_dir(metrics / dataset) as out:
             for name in names:
                 method_rows = [row for row in rows if row["method"] == name]
                 reader = method_rows[0]["reader"]
                 write_json(out / f"{method_slug(name)}.json",
-                           {"method": name, "reader": reader, "dataset": dataset, **summarize(method_rows)})
+                           {"method": name, "reader": reader, "dataset": dataset, **summarize(method_rows), **hosts})
         write_jsonl(predictions / f"{dataset}.jsonl", rows)
+        journal.finish()
         for name in names:
             found = [row for row in rows if row["method"] == name and row.get("kind", "present") == "present"]
             share = sum(row["correct"] for row in found) / max(len(found), 1)

@@ -76,6 +76,12 @@ def test_memory_plan_counts_what_4bit_and_longer_documents_change():
     assert 14 < full["weights"] < 16 and 4.5 < nf4["weights"] < 6           # ~8 B parameters: 2 bytes vs ~0.5
     assert longer["KV cache of a 8,192-token document"] == 4 * nf4["KV cache of a 2,048-token document"]
     assert nf4["total (estimate)"] < full["total (estimate)"]
+    adapted = dict(memory_plan(config, {"dtype": "bfloat16"}, {**train, "context_encoder": "adapted"}, 10, 2048))
+    checkpointed = dict(memory_plan(config, {"dtype": "bfloat16"},
+                                    {**train, "context_encoder": "adapted", "gradient_checkpointing": True}, 10, 2048))
+    grads = "activations for backward"
+    assert adapted[grads] > 8 * full[grads]             # the document runs with gradients too
+    assert checkpointed[grads] < adapted[grads] / 10    # one hidden state per layer, one layer replayed at a time
 
 
 def test_doctor_plan_prints_a_verdict(tiny_base):

@@ -197,6 +197,67 @@ def test_evaluate_stage_runs_the_named_methods_and_refuses_unknown_ones(trained,
     assert refused.exit_code == 1 and "--methods: bm25 not among" in refused.output
 
 
+TIMES = ("one_off_s", "answer_s", "ttft_s")
+
+
+def stored(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())}
+
+
+def untimed(path: Path) -> list[dict]:
+    return [{key: value for key, value in json.loads(line).items() if key not in TIMES}
+            for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_a_killed_evaluation_resumes_after_its_last_finished_document(trained, tmp_path, monkeypatch):
+    import gistkv.evaluation.evaluate as evaluate_module
+
+    base, root = trained
+    (tmp_path / "niah/en").mkdir(parents=True)
+    dev = tmp_path / "niah/en/dev.jsonl"
+    dev.write_text("".join(json.dumps(d) + "\n" for d in documents(3, 80)))
+    stage = load_stage("evaluate")
+
+    def run(folder: str) -> object:
+        return CliRunner().invoke(stage.app, [
+            "--dataset", "niah_dev_en", "--base", str(base), "--gist", str(root / "gist"), "--lora", str(root / "lora"),
+            "--niah", str(tmp_path / "niah"), "--gist-kv", str(tmp_path / folder / "kv"),
+            "--predictions", str(tmp_path / folder / "eval"), "--metrics", str(tmp_path / folder / "m"),
+            "--methods", "full/tuned,gist"])
+
+    assert run("whole").exit_code == 0
+    real_run_document, calls, die_at = evaluate_module.run_document, [], [2]
+
+    def counted(*args, **kwargs):
+        """run_document that notes each document (not the warm-up's) and dies at the ``die_at``-th."""
+        if not args[2]["id"].endswith("-warmup"):
+            calls.append(args[2]["id"])
+            if len(calls) == die_at[0]:
+                raise RuntimeError("the session ended")
+        return real_run_document(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "run_document", counted)
+    assert run("killed").exit_code == 1 and not (tmp_path / "killed/eval/niah_dev_en.jsonl").exists()
+    partial = tmp_path / "killed/eval/.niah_dev_en.partial"
+    assert len(list((tmp_path / "killed/kv/.niah_dev_en.partial").glob("*.safetensors"))) == 1
+    calls.clear()
+    die_at[0] = 0
+    assert run("killed").exit_code == 0 and calls == ["d81", "d82"]        # d80 was kept
+    assert untimed(tmp_path / "killed/eval/niah_dev_en.jsonl") == untimed(tmp_path / "whole/eval/niah_dev_en.jsonl")
+    assert not partial.exists() and stored(tmp_path / "killed/kv/niah_dev_en") == stored(tmp_path / "whole/kv/niah_dev_en")
+
+    # Rows of other inputs are never mixed in: the same ids with other text start over.
+    calls.clear()
+    die_at[0] = 2
+    assert run("changed").exit_code == 1
+    dev.write_text("".join(json.dumps(dict(d, context=d["context"] + " The end.")) + "\n" for d in documents(3, 80)))
+    calls.clear()
+    die_at[0] = 0
+    assert run("changed").exit_code == 0 and calls == ["d80", "d81", "d82"]
+
+
 def test_longbench_stage_runs_the_methods_on_downloaded_tasks(trained, tmp_path):
     """The 'available' branch of stages/evaluate_longbench.py on a two-record task."""
     base, root = trained

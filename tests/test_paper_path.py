@@ -85,7 +85,6 @@ def test_bos_follows_the_tokenizer_and_a_mismatch_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"gradient_checkpointing": True}, "train.gradient_checkpointing: true needs context_encoder: adapted"),
     ({"lr_scheduler": "cosine_warm"}, "train.lr_scheduler: must be one of"),
     ({"lora_r": 0}, "train.lora_r: must be >= 1"),
     ({"logging_steps": 0}, "train.logging_steps: must be >= 1"),
@@ -99,10 +98,15 @@ def test_bad_training_settings_are_refused_before_a_model_loads(change, message)
         from_mapping(TrainParams, values, "train")
 
 
-def test_gradient_checkpointing_trains_with_the_adapted_context_encoder(tiny_base, tmp_path):
-    result = train_compressor(tiny_base, documents(4), documents(2, 100), GistParams(num_tokens=2),
+@pytest.mark.parametrize("context_encoder, load_in_4bit", [("adapted", False), ("base", False), ("base", True)])
+def test_gradient_checkpointing_trains_with_either_context_encoder(tiny_base, tmp_path, context_encoder, load_in_4bit):
+    """(Same gradients as without checkpointing: ``test_trainer.py``.)"""
+    from tiny import save_tiny_model
+
+    base = prepared(save_tiny_model(tmp_path / "tiny"), tmp_path, load_in_4bit=True) if load_in_4bit else tiny_base
+    result = train_compressor(base, documents(4), documents(2, 100), GistParams(num_tokens=2),
                               train_params(max_steps=2, save_steps=2, eval_steps=2, gradient_checkpointing=True,
-                                           context_encoder="adapted"),
+                                           context_encoder=context_encoder),
                               tmp_path / "gist", tmp_path / "ckpt", tmp_path / "metrics")
     assert result["steps"] == 2 and result["train_loss"] == result["train_loss"]      # not NaN
 

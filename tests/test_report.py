@@ -9,7 +9,7 @@ from PIL import Image
 
 from gistkv.evaluation.scoring import score_number
 from gistkv.evaluation.summaries import niah_metrics, ruler_metrics
-from gistkv.io import write_json, write_jsonl
+from gistkv.io import read_json, write_json, write_jsonl
 from gistkv.params import read_params
 from gistkv.reporting.report import Targets, build_report
 
@@ -265,3 +265,16 @@ def test_holm_adjusts_the_paired_tests_as_one_family():
 
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and holm([]) == []
+
+
+def test_times_from_a_run_resumed_on_another_machine_are_said_to_be(inputs, tmp_path):
+    import shutil
+
+    root = tmp_path / "inputs"
+    shutil.copytree(inputs, root)
+    for path in (root / "metrics/eval/niah_test_en").glob("*.json"):
+        write_json(path, {**read_json(path), "timed_on_hosts": "AMD EPYC, AVX2, 2 cores | Xeon, AVX512, 2 cores"})
+    build(root, tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "more than one machine (the evaluation resumed elsewhere): AMD EPYC" in section(text, "Test, en")
+    assert "more than one machine" not in section(text, "Test, ko")

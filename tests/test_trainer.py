@@ -2,6 +2,7 @@
 
 import torch
 from test_train import documents, train_params
+from tiny import tiny_llama
 
 from gistkv.core.gist import GistCollator, add_gist_tokens, model_inputs
 from gistkv.training.train import peft_wrap
@@ -98,3 +99,33 @@ def test_bfloat16_context_read_is_close_and_hands_on_the_weights_dtype(tokenizer
     with torch.no_grad():
         torch.testing.assert_close(two_pass_loss(model, batch, num_gist, torch.float32, True, context_autocast="bfloat16"),
                                    two_pass_loss(model, batch, num_gist, torch.float32, True), atol=0.05, rtol=0.02)
+
+
+def lora_gradients_of_one_step(tokenizer, gradient_checkpointing: bool) -> tuple[dict, int]:
+    """The adapter's gradients of one two-pass step on the tiny Llama, and how many attention forwards it took (a replay in backward counts)."""
+    base = tiny_llama(len(tokenizer))
+    gist_ids = add_gist_tokens(tokenizer, base, 2)      # the same ids again: the tokenizer already holds them
+    model = peft_wrap(base, gist_ids,
+                      train_params(lora_r=4, lora_alpha=8, gradient_checkpointing=gradient_checkpointing), quantized=False)
+    perturb_adapter(model)
+    model.train()
+    examples = tokenize_documents([dict(document, context=document["context"] + " and more" * index)
+                                   for index, document in enumerate(documents(2))], tokenizer)
+    batch = GistCollator(gist_ids, tokenizer.pad_token_id)(examples)
+    layer_forwards = []
+    for layer in model.base_model.model.model.layers:
+        layer.self_attn.register_forward_pre_hook(lambda module, args: layer_forwards.append(1))
+    two_pass_loss(model, batch, len(gist_ids), torch.float32, True).backward()
+    return {name: weight.grad.clone() for name, weight in model.named_parameters() if weight.requires_grad}, len(layer_forwards)
+
+
+def test_gradient_checkpointing_with_the_base_context_encoder_gives_the_same_gradients(tokenizer):
+    """The tail pass keeps its context cache under checkpointing (``ReadOnlyCache``); before, transformers'
+    checkpointed layers dropped it and the question pass trained without the context."""
+    add_gist_tokens(tokenizer, None, 2)     # once, so that both models get the same vocabulary size
+    plain, plain_forwards = lora_gradients_of_one_step(tokenizer, gradient_checkpointing=False)
+    checkpointed, checkpointed_forwards = lora_gradients_of_one_step(tokenizer, gradient_checkpointing=True)
+    assert checkpointed_forwards > plain_forwards       # the layers really were replayed in backward
+    assert plain.keys() == checkpointed.keys() and any("lora_A" in name for name in plain)
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-7, msg=name)

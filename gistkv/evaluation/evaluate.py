@@ -73,7 +73,7 @@ def per_token_kv_bytes(model) -> int:
     return 2 * config.num_hidden_layers * kv_heads * head_dim * element
 
 
-def warm_up(methods, base_reader, document: dict, max_new_tokens: int) -> None:
+def warm_up(methods, base_reader, document: dict, max_new_tokens: int, reset: bool = True) -> None:
     """Untimed: first-call allocations and lazy inits of every method, on a short piece of a document."""
     import tempfile
     from pathlib import Path
@@ -91,7 +91,7 @@ def warm_up(methods, base_reader, document: dict, max_new_tokens: int) -> None:
             for method, folder in zip(stored, kept):
                 method.artifact_dir = folder
     for method in methods:          # what a method makes once is charged to the evaluation's first document
-        if hasattr(method, "reset"):
+        if reset and hasattr(method, "reset"):
             method.reset()
 
 
@@ -131,14 +131,21 @@ def run_document(methods, base_reader, document: dict, max_new_tokens: int, scor
 
 
 def evaluate_documents(methods, base_reader, documents: list[dict], max_new_tokens: int, score,
-                       progress=None, warm_up_first: bool = True) -> list[dict]:
-    """Rows for every (document, question, method), documents in order."""
+                       progress=None, warm_up_first: bool = True, on_document=None,
+                       charge_first_document: bool = True) -> list[dict]:
+    """Rows for every (document, question, method), documents in order; ``on_document(document, rows)``
+    gets each document's rows as soon as they exist (``gistkv.evaluation.journal.Journal.add``);
+    ``charge_first_document``: False when an earlier run of the same evaluation already charged its
+    first document for what a method makes once."""
     if documents and warm_up_first:
-        warm_up(methods, base_reader, documents[0], max_new_tokens)
+        warm_up(methods, base_reader, documents[0], max_new_tokens, reset=charge_first_document)
     rows = []
     with torch.no_grad():
         for document in documents:
-            rows += run_document(methods, base_reader, document, max_new_tokens, score)
+            document_rows = run_document(methods, base_reader, document, max_new_tokens, score)
+            rows += document_rows
+            if on_document:
+                on_document(document, document_rows)
             if progress:
                 progress()
     return rows

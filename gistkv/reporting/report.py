@@ -105,7 +105,10 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
         test += rows
         lengths = lengths_of(methods)
         trained = max(params.get("niah", {}).get("train", {}).get("context_lengths", [0]))
+        hosts = next((metrics["timed_on_hosts"] for metrics in methods.values() if "timed_on_hosts" in metrics), None)
         lines += [f"## Test, {lang}", "", *method_table(methods, lengths), "",
+                  *([f"Times come from more than one machine (the evaluation resumed elsewhere): {hosts}. Every "
+                     "method of a document ran on the same one.", ""] if hosts else []),
                   f"By context length (training read documents of up to {trained:,} tokens):", "",
                   *length_table(methods, lengths), "",
                   "Memory at answer time (the gist file holds the same number of tokens at every length):", "",

@@ -66,9 +66,11 @@ BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 def memory_plan(config: dict, model: dict, train: dict, gist_tokens: int, context_tokens: int) -> list[tuple[str, float]]:
     """Estimated GiB of one training process: weights (NF4 ~0.5 byte per quantized weight), LoRA adapter with
-    AdamW's two moments and its gradient (float32), the document's KV cache, and the gist/question pass's
-    activations kept for backward (~34 values per hidden unit per token per layer, at most a few hundred
-    tokens: the document is read without gradients). An estimate from the config, not a measurement."""
+    AdamW's two moments and its gradient (float32), the document's KV cache, and the activations kept for
+    backward (~34 values per hidden unit per token per layer) of the tokens that run with gradients: the
+    gist/question pass, a few hundred tokens, with ``context_encoder: base`` (the document is read without
+    gradients), the whole document too with ``adapted``. ``gradient_checkpointing`` keeps one hidden state per
+    layer and replays one layer at a time instead. An estimate from the config, not a measurement."""
     hidden, layers = config["hidden_size"], config["num_hidden_layers"]
     heads = config["num_attention_heads"]
     kv_heads = config.get("num_key_value_heads", heads)
@@ -88,7 +90,9 @@ def memory_plan(config: dict, model: dict, train: dict, gist_tokens: int, contex
     adapter = lora * 4 * 4                              # weights, gradient, two AdamW moments, float32
     kv = 2 * layers * kv_heads * head_dim * context_tokens * element * train["batch_size"]
     tail_tokens = gist_tokens + 64 * 4                  # gist tokens and up to four question/answer blocks
-    activations = 34 * hidden * tail_tokens * layers * element * train["batch_size"]
+    with_grad = tail_tokens + (context_tokens if train.get("context_encoder", "base") == "adapted" else 0)
+    per_token = (layers + 34) if train.get("gradient_checkpointing") else 34 * layers
+    activations = per_token * hidden * with_grad * element * train["batch_size"]
     gib = 1 << 30
     return [("weights", weights / gib), ("LoRA + gist rows, grads, AdamW", adapter / gib),
             (f"KV cache of a {context_tokens:,}-token document", kv / gib), ("activations for backward", activations / gib),

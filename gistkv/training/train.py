@@ -33,6 +33,7 @@ from gistkv.training import plateau
 from gistkv.training.base_reads import BaseReads
 from gistkv.training.checkpoints import prepare_checkpoints, record_elapsed, seconds_before, sort_adapter_config, fingerprint
 from gistkv.training.peft_fast import fast_trainable_tokens
+from gistkv.training.read_only_cache import keep_cache_when_checkpointing
 from gistkv.training.train_config import GistParams, TrainParams
 from gistkv.training.train_records import tokenize_documents
 from gistkv.training.trainer import make_gist_trainer, make_held_out_accuracy
@@ -49,15 +50,20 @@ def num_gist_tokens(gist: GistParams, params: TrainParams) -> int:
 def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
+    # Non-reentrant checkpointing (torch's recommendation): replays with the cache passed as a keyword.
+    checkpointing = {"use_reentrant": False}
     if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=params.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=params.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing)
     elif params.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
         model.enable_input_require_grads()
     config = LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
                         target_modules=list(params.target_modules), task_type="CAUSAL_LM",
                         trainable_token_indices={"embed_tokens": list(gist_ids)} if gist_ids else None)
     model = get_peft_model(model, config)
+    if params.gradient_checkpointing:
+        keep_cache_when_checkpointing(model)    # the tail pass reads the context through a ReadOnlyCache
     fast_trainable_tokens(model)    # same numbers, without peft's vocabulary-sized copies per step
     return model
 

@@ -84,10 +84,6 @@ class TrainParams:
         # The adapted encoder reads context and gist in one pass: there is no separate context read to cast.
         require(self.context_autocast == "none" or self.context_encoder == "base", f"{where}.context_autocast",
                 f"{self.context_autocast!r} needs context_encoder: base, got {self.context_encoder!r}.")
-        # transformers' checkpointed decoder layers drop the cache argument while gradients are on, so the
-        # question pass would lose the context it must attend to.
-        require(not (self.gradient_checkpointing and self.context_encoder == "base"), f"{where}.gradient_checkpointing",
-                "true needs context_encoder: adapted (with base, the question pass would lose the context cache).")
 
     @property
     def context_read(self) -> ContextRead:

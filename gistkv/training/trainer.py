@@ -25,6 +25,7 @@ from gistkv.core.compressor import ContextRead, context_cache
 from gistkv.core.gist import AFTER, CONTEXT, GIST, model_inputs, tail_attention_mask
 from gistkv.io import write_json
 from gistkv.training.base_reads import BaseReads
+from gistkv.training.read_only_cache import ReadOnlyCache, reads_context_read_only
 
 VAL_ACCURACY = "gistkv_val_accuracy.json"   # in each checkpoint: the held-out accuracy curve so far
 
@@ -48,6 +49,8 @@ def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gi
         tail_positions = torch.arange(context_len, context_len + tail_len, device=device)
     cache = (reads.cache(unwrap(model), context_ids, context_autocast) if reads is not None
              else context_cache(unwrap(model), context_ids, adapter_off=True, autocast=context_autocast))
+    if reads_context_read_only(unwrap(model)):      # gradient checkpointing: a replayed layer must see the same context
+        cache = ReadOnlyCache(cache)
     after_blocks = tail_blocks[num_gist:] if tail_blocks is not None else None
     return model(input_ids=tail_ids[None], cache=cache, use_cache=True,
                  attention_mask=tail_attention_mask(context_len, num_gist, tail_len - num_gist, dtype, device,
