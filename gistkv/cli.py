@@ -4,7 +4,7 @@
     gistkv compress DOC.txt -o doc.gist.safetensors --model models/gist
     gistkv ask doc.gist.safetensors "What is the pass key?" --model models/gist
     gistkv inspect doc.gist.safetensors
-    gistkv near-misses data/eval/niah_test_en.jsonl --method gist
+    gistkv near-misses data/eval/gist/niah_test_en.jsonl --method gist
     gistkv headline --write
     gistkv smoke-gpu                     # on a CUDA machine: the paper-scale profile's smoke test
     gistkv bench-onset --seeds 46,47,48

@@ -188,13 +188,21 @@ def test_evaluate_stage_runs_the_named_methods_and_refuses_unknown_ones(trained,
     args = ["--dataset", "niah_dev_en", "--params", str(tmp_path / "params.yaml"), "--base", str(base),
             "--gist", str(root / "gist"), "--lora", str(root / "lora"), "--niah", str(tmp_path / "niah"),
             "--gist-kv", str(tmp_path / "kv"), "--predictions", str(tmp_path / "eval"), "--metrics", str(tmp_path / "m")]
-    done = CliRunner().invoke(stage.app, args + ["--methods", "full/tuned,gist"])
+    done = CliRunner().invoke(stage.app, args + ["--group", "baselines", "--methods", "full/tuned,rag16/base"])
     assert done.exit_code == 0, done.output
-    assert sorted(path.name for path in (tmp_path / "m/niah_dev_en").iterdir()) == ["full-tuned.json", "gist.json"]
+    assert sorted(path.name for path in (tmp_path / "m/baselines/niah_dev_en").iterdir()) == ["full-tuned.json",
+                                                                                             "rag16-base.json"]
+    assert not (tmp_path / "kv").exists()                                           # baselines store nothing
+    done = CliRunner().invoke(stage.app, args + ["--group", "gist"])
+    assert done.exit_code == 0, done.output
+    assert sorted(path.name for path in (tmp_path / "m/gist/niah_dev_en").iterdir()) == ["gist-empty.json", "gist.json"]
     assert len(list((tmp_path / "kv/niah_dev_en").glob("*.safetensors"))) == 2     # the stored gists, no warm-up's
-    assert len((tmp_path / "eval/niah_dev_en.jsonl").read_text().splitlines()) == 2 * 2 * 2
-    refused = CliRunner().invoke(stage.app, args + ["--methods", "bm25"])
-    assert refused.exit_code == 1 and "--methods: bm25 not among" in refused.output
+    for group in ("baselines", "gist"):
+        assert len((tmp_path / f"eval/{group}/niah_dev_en.jsonl").read_text().splitlines()) == 2 * 2 * 2
+    refused = CliRunner().invoke(stage.app, args + ["--group", "gist", "--methods", "full/tuned"])
+    assert refused.exit_code == 1 and "--methods: full/tuned not among the gist group's gist, gist/empty" in refused.output
+    refused = CliRunner().invoke(stage.app, args + ["--group", "rag"])
+    assert refused.exit_code == 1 and "--group rag: unknown (expected baselines or gist)" in refused.output
 
 
 TIMES = ("one_off_s", "answer_s", "ttft_s")
@@ -225,7 +233,7 @@ def test_a_killed_evaluation_resumes_after_its_last_finished_document(trained, t
             "--dataset", "niah_dev_en", "--base", str(base), "--gist", str(root / "gist"), "--lora", str(root / "lora"),
             "--niah", str(tmp_path / "niah"), "--gist-kv", str(tmp_path / folder / "kv"),
             "--predictions", str(tmp_path / folder / "eval"), "--metrics", str(tmp_path / folder / "m"),
-            "--methods", "full/tuned,gist"])
+            "--group", "gist"])
 
     assert run("whole").exit_code == 0
     real_run_document, calls, die_at = evaluate_module.run_document, [], [2]
@@ -239,13 +247,13 @@ def test_a_killed_evaluation_resumes_after_its_last_finished_document(trained, t
         return real_run_document(*args, **kwargs)
 
     monkeypatch.setattr(evaluate_module, "run_document", counted)
-    assert run("killed").exit_code == 1 and not (tmp_path / "killed/eval/niah_dev_en.jsonl").exists()
-    partial = tmp_path / "killed/eval/.niah_dev_en.partial"
+    assert run("killed").exit_code == 1 and not (tmp_path / "killed/eval/gist/niah_dev_en.jsonl").exists()
+    partial = tmp_path / "killed/eval/gist/.niah_dev_en.partial"
     assert len(list((tmp_path / "killed/kv/.niah_dev_en.partial").glob("*.safetensors"))) == 1
     calls.clear()
     die_at[0] = 0
     assert run("killed").exit_code == 0 and calls == ["d81", "d82"]        # d80 was kept
-    assert untimed(tmp_path / "killed/eval/niah_dev_en.jsonl") == untimed(tmp_path / "whole/eval/niah_dev_en.jsonl")
+    assert untimed(tmp_path / "killed/eval/gist/niah_dev_en.jsonl") == untimed(tmp_path / "whole/eval/gist/niah_dev_en.jsonl")
     assert not partial.exists() and stored(tmp_path / "killed/kv/niah_dev_en") == stored(tmp_path / "whole/kv/niah_dev_en")
 
     # Rows of other inputs are never mixed in: the same ids with other text start over.

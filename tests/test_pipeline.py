@@ -64,9 +64,10 @@ def test_dvc_repro_tiny_profile_end_to_end(tmp_path):
 
     run([sys.executable, "-m", "dvc", "repro"], work)
     for dataset in ("niah_dev_en", "niah_test_ko"):
-        for method in ("full-base", "full-tuned", "rag16-base", "rag64-tuned", "gist", "gist-empty"):
-            assert (work / f"metrics/eval/{dataset}/{method}.json").exists(), (dataset, method)
-    assert sorted(path.stem for path in (work / "metrics/eval/ruler").glob("*.json")) == [
+        for group, method in (("baselines", "full-base"), ("baselines", "full-tuned"), ("baselines", "rag16-base"),
+                              ("baselines", "rag64-tuned"), ("gist", "gist"), ("gist", "gist-empty")):
+            assert (work / f"metrics/eval/{group}/{dataset}/{method}.json").exists(), (dataset, method)
+    assert sorted(path.stem for path in (work / "metrics/eval").glob("*/ruler/*.json")) == [
         "full-base", "gist", "gist-empty", "rag64-tuned"]
     report = (work / "metrics/report/report.md").read_text()
     assert "not evaluated (offline" in report and "## RULER" in report and "McNemar" in report
@@ -92,5 +93,7 @@ def test_dvc_repro_tiny_profile_end_to_end(tmp_path):
     experiment = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "gist.num_tokens=3"], work)
     reran = {line.split("'")[1] for line in experiment.splitlines() if line.startswith("Running stage")}
     assert "train_gist" in reran and "train_lora" not in reran and not any(s.startswith("make_") for s in reran), reran
+    # ... and re-evaluates the gist group alone: the baselines read nothing that changed.
+    assert "evaluate_gist@niah_test_en" in reran and not any(s.startswith("evaluate_baselines") for s in reran), reran
     diff = run([sys.executable, "-m", "dvc", "metrics", "diff"], work)
     assert "niah_test_en" in diff and "gist" in diff, diff

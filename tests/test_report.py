@@ -67,12 +67,16 @@ def ruler_rows(method: str, scores: dict) -> list[dict]:
 
 
 def write_dataset(root: Path, dataset: str, rows: list[dict], summarize) -> None:
-    """Files as stages/evaluate.py writes them: metrics/eval/<dataset>/<method>.json, data/eval/<dataset>.jsonl."""
-    for method in dict.fromkeys(row["method"] for row in rows):
-        mine = [row for row in rows if row["method"] == method]
-        write_json(root / "metrics/eval" / dataset / f"{method.replace('/', '-')}.json",
-                   {"method": method, "reader": READER[method], "dataset": dataset, **summarize(mine)})
-    write_jsonl(root / "data/eval" / f"{dataset}.jsonl", rows)
+    """Files as stages/evaluate.py writes them, a file per method group: metrics/eval/<group>/<dataset>/<method>.json,
+    data/eval/<group>/<dataset>.jsonl."""
+    for group in ("baselines", "gist"):
+        mine = [row for row in rows if row["method"].startswith("gist") == (group == "gist")]
+        for method in dict.fromkeys(row["method"] for row in mine):
+            write_json(root / "metrics/eval" / group / dataset / f"{method.replace('/', '-')}.json",
+                       {"method": method, "reader": READER[method], "dataset": dataset,
+                        **summarize([row for row in mine if row["method"] == method])})
+        if mine:
+            write_jsonl(root / "data/eval" / group / f"{dataset}.jsonl", mine)
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +276,7 @@ def test_times_from_a_run_resumed_on_another_machine_are_said_to_be(inputs, tmp_
 
     root = tmp_path / "inputs"
     shutil.copytree(inputs, root)
-    for path in (root / "metrics/eval/niah_test_en").glob("*.json"):
+    for path in (root / "metrics/eval").glob("*/niah_test_en/*.json"):
         write_json(path, {**read_json(path), "timed_on_hosts": "AMD EPYC, AVX2, 2 cores | Xeon, AVX512, 2 cores"})
     build(root, tmp_path / "out")
     text = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ Timings stay per document: a resumed run warms up before it times anything, and 
 once per run (the empty gist) is charged to the first document of the first run only
 (``charged_once``).
 
-    journal = Journal(Path("data/eval/.niah_test_en.partial"), Path("data/gist_kv/niah_test_en"), fingerprint)
+    journal = Journal(Path("data/eval/gist/.niah_test_en.partial"), Path("data/gist_kv/niah_test_en"), fingerprint)
     todo = [document for document in documents if document["id"] not in journal.finished]
     evaluate_documents(methods, reader, todo, 12, score_niah, on_document=journal.add,
                        charge_first_document=not journal.charged_once)
@@ -72,11 +72,14 @@ def run_fingerprint(dataset_file: Path, methods: list[str], settings: dict, mode
 
 
 class Journal:
-    def __init__(self, work: str | Path, artifacts_dest: str | Path, fingerprint: dict):
-        self.work, self.dest = Path(work), Path(artifacts_dest)
+    def __init__(self, work: str | Path, artifacts_dest: str | Path | None, fingerprint: dict):
+        """``artifacts_dest``: where the run's stored files go at the end (None: its methods store none)."""
+        self.work = Path(work)
+        self.dest = Path(artifacts_dest or self.work / "no-artifacts")
         # Beside the destination: finish() renames it in place (same file system).
         self.artifacts = self.dest.parent / f".{self.dest.name}.partial"
         self.aside = self.dest.parent / f".{self.dest.name}.old"
+        self.stores = artifacts_dest is not None
         kept = self.work / FINGERPRINT
         if self.work.exists():
             old = read_json(kept) if kept.exists() else {}
@@ -86,13 +89,14 @@ class Journal:
         if not self.work.exists() and self.artifacts.exists():
             shutil.rmtree(self.artifacts)
         self.work.mkdir(parents=True, exist_ok=True)
-        self.artifacts.mkdir(parents=True, exist_ok=True)
+        if self.stores:
+            self.artifacts.mkdir(parents=True, exist_ok=True)
         if not kept.exists():
             write_json(kept, fingerprint)
         self._rows, self._hosts = self._read_finished()
         self.finished = {row["id"] for row in self._rows}
         self.charged_once = bool(self.finished)     # the first document of an earlier run paid the once-per-run costs
-        self._known = set(os.listdir(self.artifacts))
+        self._known = self._stored()
         if self.finished:
             log.warning("%s: resuming after %d finished documents", self.work, len(self.finished))
 
@@ -117,7 +121,7 @@ class Journal:
         """One finished document's rows, then its end line, on disk before the next document starts."""
         if document["id"] in self.finished:
             raise ValueError(f"document {document['id']!r} twice in one evaluation")
-        now = set(os.listdir(self.artifacts))
+        now = self._stored()
         end = {"id": document["id"], END: True, "host": host_label(), "artifacts": sorted(now - self._known)}
         with (self.work / ROWS).open("a", encoding="utf-8", newline="\n") as out:
             out.writelines(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in document_rows)
@@ -128,6 +132,9 @@ class Journal:
         self.finished.add(document["id"])
         self._hosts.add(end["host"])
         self._known = now
+
+    def _stored(self) -> set[str]:
+        return set(os.listdir(self.artifacts)) if self.stores else set()
 
     def hosts(self) -> list[str]:
         """The machines the finished documents were timed on (more than one when a run resumed elsewhere)."""
@@ -141,11 +148,12 @@ class Journal:
     def finish(self) -> None:
         """Swap the artifacts in for the destination, then drop the journal. Killed between the two, a rerun
         finds its documents' artifacts gone and evaluates them again."""
-        if self.aside.exists():
-            shutil.rmtree(self.aside)
-        if self.dest.exists():
-            os.replace(self.dest, self.aside)
-        os.replace(self.artifacts, self.dest)
+        if self.stores:
+            if self.aside.exists():
+                shutil.rmtree(self.aside)
+            if self.dest.exists():
+                os.replace(self.dest, self.aside)
+            os.replace(self.artifacts, self.dest)
         shutil.rmtree(self.work)
         if self.aside.exists():
             shutil.rmtree(self.aside)

@@ -4,7 +4,7 @@ A model that lost the key answers with any number; one that holds the digits but
 order answers with the key's length and one or two digits off. Counting the wrong positions
 tells the two apart (and, for the gist runs here, points at the 4th digit).
 
-    gistkv near-misses data/eval/niah_test_en.jsonl --method gist
+    gistkv near-misses data/eval/gist/niah_test_en.jsonl --method gist
     >>> wrong_digit_positions([{"answer": "86196", "asserted": "86116"}, {"answer": "12345", "asserted": "7"}])
     {'answers': 2, 'wrong': 2, 'near_misses': 1, 'one_digit_off': 1, 'by_position': {1: 0, 2: 0, 3: 0, 4: 1, 5: 0}}
 """

@@ -1,6 +1,6 @@
 """The report: every method on the test split, per language and length, with intervals, paired tests, costs,
 RULER, the bar of issue #30 and the training curves. Every number comes from files the stages wrote
-(``metrics/eval/<dataset>/<method>.json``, ``data/eval/<dataset>.jsonl``, ``metrics/train*/``); none is typed in.
+(``metrics/eval/<group>/<dataset>/<method>.json``, ``data/eval/<group>/<dataset>.jsonl``, ``metrics/train*/``); none is typed in.
 
     from gistkv.reporting.report import build_report
     build_report(Path("metrics"), Path("data/eval"), Path("data/longbench"), params, targets, Path("metrics/report"))
@@ -37,11 +37,16 @@ class ReportParams:
 def load_metrics(metrics_dir: Path) -> dict[str, dict[str, dict]]:
     """dataset -> method -> metrics."""
     found: dict[str, dict[str, dict]] = defaultdict(dict)
-    for path in sorted((metrics_dir / "eval").glob("*/*.json")):
+    for path in sorted((metrics_dir / "eval").glob("*/*/*.json")):      # eval/<group>/<dataset>/<method>.json
         metrics = read_json(path)
         found[metrics["dataset"]][metrics["method"]] = metrics
     return {dataset: dict(sorted(methods.items(), key=lambda item: method_order(item[0])))
             for dataset, methods in found.items()}
+
+
+def dataset_rows(predictions_dir: Path, dataset: str) -> list[dict]:
+    """Every method group's rows of one dataset (``data/eval/<group>/<dataset>.jsonl``), groups in name order."""
+    return [row for path in sorted(predictions_dir.glob(f"*/{dataset}.jsonl")) for row in read_jsonl(path)]
 
 
 def summary(found: dict[str, dict[str, dict]]) -> dict:
@@ -101,7 +106,7 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
         if not methods:
             lines += [f"## Test, {lang}: not evaluated", ""]
             continue
-        rows = read_jsonl(predictions_dir / f"niah_test_{lang}.jsonl")
+        rows = dataset_rows(predictions_dir, f"niah_test_{lang}")
         test += rows
         lengths = lengths_of(methods)
         trained = max(params.get("niah", {}).get("train", {}).get("context_lengths", [0]))
@@ -140,8 +145,7 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
     for lang in langs:
         if methods := found.get(f"niah_dev_{lang}"):
             lines += [f"## Dev, {lang} (for decisions)", "", *method_table(methods, lengths_of(methods)), ""]
-    dev = [row for lang in langs if (path := predictions_dir / f"niah_dev_{lang}.jsonl").exists()
-           for row in read_jsonl(path)]
+    dev = [row for lang in langs for row in dataset_rows(predictions_dir, f"niah_dev_{lang}")]
     if dev and test:
         lines += ["## When to trust a gist answer", "", "`gistkv ask` flags an answer whose least likely token is "
                   "below a threshold. The threshold is chosen on dev (both languages) and checked on test:", "",
