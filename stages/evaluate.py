@@ -16,7 +16,6 @@ data/eval/<group>/<dataset>.jsonl (one row per document x question x method) and
 metrics/eval/<group>/<dataset>/<method>.json; resumes after a kill (``gistkv.evaluation.journal``).
 """
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -25,7 +24,7 @@ from rich.progress import Progress
 
 from gistkv.errors import GistkvError
 from gistkv.evaluation.evaluate import EvaluateParams, evaluate_documents, score_niah, score_ruler
-from gistkv.evaluation.groups import group_methods, unique_ids, write_results
+from gistkv.evaluation.groups import group_methods, group_settings, unique_ids, write_results
 from gistkv.evaluation.journal import Journal, run_fingerprint
 from gistkv.evaluation.methods import build_methods
 from gistkv.evaluation.readers import load_readers
@@ -58,6 +57,12 @@ def main(dataset: str = typer.Option(...), group: str = typer.Option(..., help="
     with stage_errors():
         settings = load_section(params, "evaluate", EvaluateParams)
         names = group_methods(settings, dataset, group, methods)
+        if not names:           # e.g. evaluate.ruler_methods names none of this group: nothing to load or run
+            write_results([], [], dataset, metrics / group / dataset, predictions / group / f"{dataset}.jsonl", [])
+            if group == "gist":
+                (gist_kv / dataset).mkdir(parents=True, exist_ok=True)
+            typer.echo(f"{dataset}: evaluate.ruler_methods names no method of the {group} group; wrote empty results.")
+            return
         torch.set_num_threads(settings.torch_threads)
         seed_everything(0)
         source = dataset_file(dataset, niah, ruler)
@@ -69,7 +74,7 @@ def main(dataset: str = typer.Option(...), group: str = typer.Option(..., help="
         models = [base, gist] if group == "gist" else [base, lora, embedder_cache]
         # Resumable: finished documents are kept in data/eval/<group>/.<dataset>.partial until the run ends.
         journal = Journal(predictions / group / f".{dataset}.partial", gist_kv / dataset if group == "gist" else None,
-                          run_fingerprint(source, names, dataclasses.asdict(settings), models, Path(__file__),
+                          run_fingerprint(source, names, group_settings(settings, group), models, Path(__file__),
                                           str(readers["base"].model.device)))
         todo = [document for document in documents if document["id"] not in journal.finished]
         with Progress() as progress:

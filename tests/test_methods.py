@@ -203,6 +203,15 @@ def test_evaluate_stage_runs_the_named_methods_and_refuses_unknown_ones(trained,
     assert refused.exit_code == 1 and "--methods: full/tuned not among the gist group's gist, gist/empty" in refused.output
     refused = CliRunner().invoke(stage.app, args + ["--group", "rag"])
     assert refused.exit_code == 1 and "--group rag: unknown (expected baselines or gist)" in refused.output
+    # RULER with no gist method in evaluate.ruler_methods: the gist stage writes empty results, loads nothing.
+    params["evaluate"]["ruler_methods"] = ["full/base"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "ruler").mkdir()
+    (tmp_path / "ruler/ruler.jsonl").write_text("")
+    done = CliRunner().invoke(stage.app, args[2:] + ["--dataset", "ruler", "--ruler", str(tmp_path / "ruler"),
+                                                     "--group", "gist", "--base", str(tmp_path / "no-model")])
+    assert done.exit_code == 0 and "names no method of the gist group" in done.output, done.output
+    assert (tmp_path / "eval/gist/ruler.jsonl").read_text() == "" and not list((tmp_path / "m/gist/ruler").iterdir())
 
 
 TIMES = ("one_off_s", "answer_s", "ttft_s")

@@ -271,14 +271,18 @@ def test_holm_adjusts_the_paired_tests_as_one_family():
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and holm([]) == []
 
 
-def test_times_from_a_run_resumed_on_another_machine_are_said_to_be(inputs, tmp_path):
+def test_the_report_says_which_machines_timed_each_table(inputs, tmp_path):
     import shutil
 
     root = tmp_path / "inputs"
     shutil.copytree(inputs, root)
-    for path in (root / "metrics/eval").glob("*/niah_test_en/*.json"):
-        write_json(path, {**read_json(path), "timed_on_hosts": "AMD EPYC, AVX2, 2 cores | Xeon, AVX512, 2 cores"})
+    for path in (root / "metrics/eval").glob("*/niah_test_*/*.json"):
+        # English: the gist group ran elsewhere; Korean: everything on one machine.
+        host = "Xeon, AVX512, 2 cores" if "gist" in path.parts and "niah_test_en" in path.parts else "AMD EPYC, AVX2, 2 cores"
+        write_json(path, {**read_json(path), "timed_on": host})
     build(root, tmp_path / "out")
     text = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
-    assert "more than one machine (the evaluation resumed elsewhere): AMD EPYC" in section(text, "Test, en")
-    assert "more than one machine" not in section(text, "Test, ko")
+    assert "Times come from more than one machine (AMD EPYC, AVX2, 2 cores; Xeon, AVX512, 2 cores)" in section(text, "Test, en")
+    assert "All times measured on one machine: AMD EPYC, AVX2, 2 cores." in section(text, "Test, ko")
+    build(inputs, tmp_path / "unrecorded")          # metrics written before machines were recorded
+    assert "more than one machine (not recorded)" in (tmp_path / "unrecorded" / "report.md").read_text(encoding="utf-8")

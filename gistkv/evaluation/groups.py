@@ -11,6 +11,7 @@ alone: ``baselines`` (full/<reader>, rag<budget>/<reader>: models/base and model
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -20,10 +21,18 @@ from gistkv.evaluation.summaries import niah_metrics, ruler_metrics
 from gistkv.io import atomic_dir, write_json, write_jsonl
 
 GROUPS = ("baselines", "gist")
+GIST_KEYS = ("max_new_tokens", "torch_threads", "ruler_methods")     # the gist stage's params in dvc.yaml
 
 
 def in_group(name: str, group: str) -> bool:
     return name.startswith("gist") == (group == "gist")
+
+
+def group_settings(settings, group: str) -> dict:
+    """The ``evaluate`` keys the group's rows depend on (what its DVC stage lists as params): a resumed run
+    starts over only when one of these changed."""
+    values = dataclasses.asdict(settings)
+    return values if group == "baselines" else {key: values[key] for key in GIST_KEYS}
 
 
 def group_methods(settings, dataset: str, group: str, only: str) -> list[str]:
@@ -54,10 +63,11 @@ def method_slug(name: str) -> str:
 
 def write_results(rows: list[dict], names: list[str], dataset: str, metrics_dir: Path, rows_file: Path,
                   hosts: list[str]) -> None:
-    """``<metrics_dir>/<method>.json`` per method and the rows; ``hosts``: the machines that timed them (named in
-    the metrics when more than one: a run resumed elsewhere, each document's methods on one)."""
+    """``<metrics_dir>/<method>.json`` per method and the rows; ``hosts``: the machines that timed them (more
+    than one when a run resumed elsewhere; each document's methods ran on one). The report compares them
+    across groups: the baselines and the gist may be evaluated on different machines."""
     summarize = ruler_metrics if dataset == "ruler" else niah_metrics
-    timed_on = {"timed_on_hosts": " | ".join(hosts)} if len(hosts) > 1 else {}
+    timed_on = {"timed_on": " | ".join(hosts)}
     with atomic_dir(metrics_dir) as out:
         for name in names:
             method_rows = [row for row in rows if row["method"] == name]

@@ -23,6 +23,7 @@ from gistkv.reporting.report_training import training_section
 from gistkv.reporting.tables import (Targets, bar_lines, cost_lines, length_table, lengths_of, memory_lines, method_order,
                                      method_table, paired_lines, ruler_lines)
 
+METHOD_GROUPS = ("baselines", "gist")     # gistkv.evaluation.groups.GROUPS (importing it would load the methods)
 HEADLINE = ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_unseen_family", "accuracy_seen",
             "accuracy_unseen_text", "accuracy_keyed", "absent_declined", "present_declined", "document_accuracy",
             "wrong_number_rate", "budget_tokens",
@@ -45,8 +46,19 @@ def load_metrics(metrics_dir: Path) -> dict[str, dict[str, dict]]:
 
 
 def dataset_rows(predictions_dir: Path, dataset: str) -> list[dict]:
-    """Every method group's rows of one dataset (``data/eval/<group>/<dataset>.jsonl``), groups in name order."""
-    return [row for path in sorted(predictions_dir.glob(f"*/{dataset}.jsonl")) for row in read_jsonl(path)]
+    """Every method group's rows of one dataset (``data/eval/<group>/<dataset>.jsonl``), groups in order."""
+    return [row for group in METHOD_GROUPS if (path := predictions_dir / group / f"{dataset}.jsonl").exists()
+            for row in read_jsonl(path)]
+
+
+def machines_line(methods: dict[str, dict]) -> list[str]:
+    """Where the times of a table come from: one machine, or several (the groups ran apart, or a run resumed
+    elsewhere); then only the times of one machine compare, and "Each method alone" has them all on one."""
+    hosts = sorted({host for metrics in methods.values() for host in metrics.get("timed_on", "?").split(" | ")})
+    if len(hosts) == 1 and hosts != ["?"]:
+        return [f"All times measured on one machine: {hosts[0]}.", ""]
+    return [f"Times come from more than one machine ({'; '.join(host.replace('?', 'not recorded') for host in hosts)}): "
+            "compare times measured on the same one, or the section \"Each method alone\".", ""]
 
 
 def summary(found: dict[str, dict[str, dict]]) -> dict:
@@ -110,10 +122,7 @@ def build_report(metrics_dir: Path, predictions_dir: Path, longbench_dir: Path, 
         test += rows
         lengths = lengths_of(methods)
         trained = max(params.get("niah", {}).get("train", {}).get("context_lengths", [0]))
-        hosts = next((metrics["timed_on_hosts"] for metrics in methods.values() if "timed_on_hosts" in metrics), None)
-        lines += [f"## Test, {lang}", "", *method_table(methods, lengths), "",
-                  *([f"Times come from more than one machine (the evaluation resumed elsewhere): {hosts}. Every "
-                     "method of a document ran on the same one.", ""] if hosts else []),
+        lines += [f"## Test, {lang}", "", *method_table(methods, lengths), "", *machines_line(methods),
                   f"By context length (training read documents of up to {trained:,} tokens):", "",
                   *length_table(methods, lengths), "",
                   "Memory at answer time (the gist file holds the same number of tokens at every length):", "",
