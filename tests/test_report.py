@@ -286,3 +286,17 @@ def test_the_report_says_which_machines_timed_each_table(inputs, tmp_path):
     assert "All times measured on one machine: AMD EPYC, AVX2, 2 cores." in section(text, "Test, ko")
     build(inputs, tmp_path / "unrecorded")          # metrics written before machines were recorded
     assert "more than one machine (not recorded)" in (tmp_path / "unrecorded" / "report.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_headline_says_what_is_not_evaluated_yet(inputs, tmp_path):
+    import shutil
+
+    from gistkv.reporting.headline import headline_table
+
+    root = tmp_path / "inputs"
+    shutil.copytree(inputs, root)
+    shutil.rmtree(root / "metrics/eval/gist/niah_test_ko")
+    table = headline_table(root / "metrics")
+    assert "| ko | full/base | the document |" in table and "| en | gist | 10 |" in table
+    assert "The gist has no test results yet for ko" in table and "yet for en" not in table
+    assert "more than one machine (not recorded)" in table      # these fixtures name no machine

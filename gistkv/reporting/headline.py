@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gistkv.errors import GistkvError
-from gistkv.reporting.report import load_metrics
+from gistkv.reporting.report import load_metrics, machines_line
 from gistkv.reporting.tables import cell, fmt
 
 START, END = "<!-- headline:start (gistkv headline --write) -->", "<!-- headline:end -->"
@@ -27,10 +27,17 @@ def headline_table(metrics_dir: Path) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for lang in langs:
         for name, metrics in found[f"niah_test_{lang}"].items():
-            lines.append(f"| {lang} | {name} | {fmt(metrics.get('budget_tokens'))} | {cell(metrics, 'accuracy')} "
+            # A full read's size is the document's (1,024-4,096 tokens here): a median of it is no sample's size.
+            reads = "the document" if name.startswith("full/") else fmt(metrics.get("budget_tokens"))
+            lines.append(f"| {lang} | {name} | {reads} | {cell(metrics, 'accuracy')} "
                          f"| {fmt(metrics.get('accuracy_unseen_family'), 'pct')} | {fmt(metrics.get('accuracy_seen'), 'pct')} "
                          f"| {fmt(metrics.get('accuracy_keyed'), 'pct')} | {fmt(metrics.get('absent_declined'), 'pct')} "
                          f"| {fmt(metrics.get('first_answer_s_tokens_2048'), 's')} |")
+    tested = {name: metrics for lang in langs for name, metrics in found[f"niah_test_{lang}"].items()}
+    lines += ["", *machines_line(tested)][:-1]
+    if waiting := [lang for lang in langs if "gist" not in found[f"niah_test_{lang}"]]:
+        lines += ["", f"The gist has no test results yet for {', '.join(waiting)} (`dvc repro evaluate_gist`): "
+                  "the rows above are the baselines alone."]
     if "ruler" in found:
         lines += ["", "RULER (13 tasks, mean of RULER's string-match score, %): " + "; ".join(
             f"{name} {fmt(metrics.get('score_mean'))}" for name, metrics in found["ruler"].items()) + "."]
