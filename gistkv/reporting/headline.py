@@ -34,7 +34,7 @@ def headline_table(metrics_dir: Path) -> str:
                          f"| {fmt(metrics.get('accuracy_keyed'), 'pct')} | {fmt(metrics.get('absent_declined'), 'pct')} "
                          f"| {fmt(metrics.get('first_answer_s_tokens_2048'), 's')} |")
     tested = {name: metrics for lang in langs for name, metrics in found[f"niah_test_{lang}"].items()}
-    lines += ["", *machines_line(tested)][:-1]
+    lines += ["", machines_line(tested)[0]]          # the sentence, without the blank line that ends a report block
     if waiting := [lang for lang in langs if "gist" not in found[f"niah_test_{lang}"]]:
         lines += ["", f"The gist has no test results yet for {', '.join(waiting)} (`dvc repro evaluate_gist`): "
                   "the rows above are the baselines alone."]

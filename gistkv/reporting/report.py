@@ -23,6 +23,7 @@ from gistkv.reporting.report_training import training_section
 from gistkv.reporting.tables import (Targets, bar_lines, cost_lines, length_table, lengths_of, memory_lines, method_order,
                                      method_table, paired_lines, ruler_lines)
 
+UNRECORDED = "not recorded"      # metrics written before the machine was named in them
 METHOD_GROUPS = ("baselines", "gist")     # gistkv.evaluation.groups.GROUPS (importing it would load the methods)
 HEADLINE = ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_unseen_family", "accuracy_seen",
             "accuracy_unseen_text", "accuracy_keyed", "absent_declined", "present_declined", "document_accuracy",
@@ -54,10 +55,10 @@ def dataset_rows(predictions_dir: Path, dataset: str) -> list[dict]:
 def machines_line(methods: dict[str, dict]) -> list[str]:
     """Where the times of a table come from: one machine, or several (the groups ran apart, or a run resumed
     elsewhere); then only the times of one machine compare, and "Each method alone" has them all on one."""
-    hosts = sorted({host for metrics in methods.values() for host in metrics.get("timed_on", "?").split(" | ")})
-    if len(hosts) == 1 and hosts != ["?"]:
+    hosts = sorted({host for metrics in methods.values() for host in metrics.get("timed_on", UNRECORDED).split(" | ")})
+    if len(hosts) == 1 and hosts != [UNRECORDED]:
         return [f"All times measured on one machine: {hosts[0]}.", ""]
-    return [f"Times come from more than one machine ({'; '.join(host.replace('?', 'not recorded') for host in hosts)}): "
+    return [f"Times come from more than one machine ({'; '.join(hosts)}): "
             "compare times measured on the same one, or the section \"Each method alone\".", ""]
 
 
