@@ -129,6 +129,21 @@ def test_params_absent_fraction_mixes_documents_with_and_without_an_absent_quest
 
 
 @pytest.mark.parametrize("lang", LANGS)
+def test_recall_asks_for_every_needle_in_text_order_and_leaves_the_rest_unchanged(niah_mapping, tok, documents, lang):
+    mapping = copy.deepcopy(niah_mapping)
+    mapping["train"]["recall_fraction"] = 1.0
+    docs = generate(from_mapping(NiahParams, mapping, "niah"), lang, "train", tok)
+    for doc in docs:
+        (recall,) = [question for question in doc["questions"] if question["kind"] == "recall"]
+        needles = [fact["needle"] for fact in doc["facts"]]
+        assert recall["answer"].split(" ") == " ".join(sorted(needles, key=doc["context"].index)).split(" ")
+        assert all(needle in recall["answer"] for needle in needles)
+    assert all(question["kind"] != "recall" for doc in documents[(lang, "train")] for question in doc["questions"])
+    assert all(question["kind"] != "recall" for split in ("dev", "test") for doc in documents[(lang, split)]
+               for question in doc["questions"])
+
+
+@pytest.mark.parametrize("lang", LANGS)
 def test_splits_share_no_key_name_or_family(niah_params, documents, lang):
     keys = {split: {fact["key"] for fact in all_facts(documents[(lang, split)])} for split in SPLITS}
     names = {split: {item["name"] for item in all_facts(documents[(lang, split)]) + all_questions(documents[(lang, split)])
@@ -250,6 +265,7 @@ def set_at(mapping, path, value):
     (("test", "depth_max"), 1.5, "niah.test.depth_min"),
     (("unseen_cycle",), ["dev"], "niah.unseen_cycle: must list dev and test"),
     (("key_digits",), [1, 8], "niah.key_digits: must be [min, max]"),
+    (("train", "recall_fraction"), 1.5, "niah.train.recall_fraction: must be within [0, 1]"),
     (("languages", "en", "unseen_sources"), ["wikipedia"], "niah.languages.en: unknown haystack source 'wikipedia'"),
     (("languages", "ko", "names"), ["민준", "서연", "도윤"], "niah.languages.ko.names: needs at least"),
 ])

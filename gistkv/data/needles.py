@@ -77,6 +77,14 @@ def decline_answer(lang: str, path: Path = FAMILIES_FILE) -> str:
     return decline[lang]
 
 
+def recall_questions(lang: str, path: Path = FAMILIES_FILE) -> list[str]:
+    """Wordings of the training-only request to recite every fact of a document (``niah.train.recall_fraction``)."""
+    recall = _read(path)["recall"]
+    if lang not in recall:
+        raise GistkvError(f"{path.name}: no recall questions for language '{lang}'.")
+    return recall[lang]
+
+
 def key_split(key: int) -> str:
     """The split a key belongs to: a fixed hash bucket, 1 in 5 to test and 1 in 5 to dev."""
     bucket = (key * 2654435761 >> 7) % 5

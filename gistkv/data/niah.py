@@ -26,7 +26,7 @@ import random
 
 from gistkv.data.haystack import DESCRIPTIONS, NOISE, split_pool
 from gistkv.data.haystacker import Haystacker
-from gistkv.data.needles import SPLITS, Family, decline_answer, draw_key, load_families, split_names
+from gistkv.data.needles import SPLITS, Family, decline_answer, draw_key, load_families, recall_questions, split_names
 from gistkv.data.niah_params import EVAL_SPLITS, LanguageParams, NiahParams
 from gistkv.errors import GistkvError
 
@@ -147,9 +147,17 @@ def training_document(maker: DocumentMaker, index: int, length: int) -> dict:
                     facts.append(distractor)
     if rng.random() < split.absent_fraction:
         questions.append(maker.absent_question(facts, maker.train_families))
+    # Drawn only when asked for, so documents made without recall stay byte for byte what they were.
+    if split.recall_fraction and rng.random() < split.recall_fraction:
+        questions.append({"kind": "recall", "family": "", "name": "", "answer": "",
+                          "question": rng.choice(recall_questions(maker.lang))})
     rng.shuffle(questions)
     source = rng.choice(language(maker.params, maker.lang).train_sources)
-    return maker.document(index, length, source, facts, questions, "train")
+    document = maker.document(index, length, source, facts, questions, "train")
+    for question in document["questions"]:
+        if question["kind"] == "recall":     # every needle, distractors too, as the text orders them
+            question["answer"] = " ".join(fact["needle"] for fact in sorted(document["facts"], key=lambda f: f["depth"]))
+    return document
 
 
 def eval_document(maker: DocumentMaker, index: int, slot: int, length: int) -> dict:

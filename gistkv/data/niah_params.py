@@ -33,6 +33,7 @@ class TrainSplitParams:
     max_facts: int               # facts per document: uniform in 1..max_facts (distinct families)
     max_distractors: int         # a keyed fact gets 0..max_distractors same-family needles of other names
     absent_fraction: float       # share of documents also asked about a fact they do not hold
+    recall_fraction: float       # share of documents also asked to recite every fact (the needles in text order)
     seed: int
 
 
@@ -91,6 +92,7 @@ class NiahParams:
         require(self.train.max_facts >= 1 and self.train.max_distractors >= 0, f"{where}.train.max_facts",
                 "need max_facts >= 1 and max_distractors >= 0.")
         require(0 <= self.train.absent_fraction <= 1, f"{where}.train.absent_fraction", "must be within [0, 1].")
+        require(0 <= self.train.recall_fraction <= 1, f"{where}.train.recall_fraction", "must be within [0, 1].")
         for lang, spec in self.languages.items():
             key = f"{where}.languages.{lang}"
             for source in spec.train_sources + spec.unseen_sources:
