@@ -4,6 +4,7 @@ bfloat16, and the training settings that must be refused before a model loads.""
 from pathlib import Path
 
 import pytest
+import torch
 from test_train import documents, train_params
 
 from gistkv.core.compressor import load_compressor
@@ -39,7 +40,8 @@ def test_qlora_trains_compresses_and_answers_on_the_cpu(tmp_path):
     base = prepared(save_tiny_model(tmp_path / "tiny"), tmp_path, load_in_4bit=True)
     loaded = load_base(base)
     assert loaded.info["quantization"] == "nf4"
-    assert type(loaded.model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    q_proj = loaded.model.model.layers[0].self_attn.q_proj
+    assert type(q_proj).__name__ == "Linear4bit" and q_proj.compute_dtype == torch.float32     # model.dtype, not bf16
     meta, reply = train_compress_answer(base, tmp_path)
     assert meta["quantization"] == "nf4" and isinstance(reply, str) and meta["adds_bos"] is False
 
@@ -130,3 +132,5 @@ def test_the_gpu_smoke_test_runs_its_path_on_the_cpu(tiny_base, tmp_path):
     assert "quantization=nf4" in rows[1]
     refused = CliRunner().invoke(app, ["smoke-gpu", "--base", str(tiny_base)])
     assert refused.exit_code == 1 and "no CUDA device" in refused.output
+    unknown = CliRunner().invoke(app, ["smoke-gpu", "--device", "cpu", "--variants", "float32,fp16"])
+    assert unknown.exit_code == 1 and "unknown fp16; choose from float32, bfloat16, nf4" in unknown.output

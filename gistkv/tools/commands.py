@@ -24,10 +24,12 @@ def smoke_gpu(base: Path = typer.Option(Path("models/base")), niah: Path = typer
     when there are 2 GPUs); prints what it measured."""
     import torch
 
-    from gistkv.tools.smoke import smoke
+    from gistkv.tools.smoke import VARIANTS, smoke
 
     if device == "cuda" and not torch.cuda.is_available():
         fail(GistkvError("smoke-gpu: torch sees no CUDA device here; run it on a GPU machine (or --device cpu)."))
+    if unknown := sorted(set(variants.split(",")) - set(VARIANTS)):
+        fail(GistkvError(f"smoke-gpu --variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}."))
     typer.echo(f"torch {torch.__version__}, {torch.cuda.device_count()} CUDA device(s), {steps} steps per variant")
     for row in smoke(base, niah, params, steps, device, variants.split(",")):
         typer.echo("  ".join(f"{key}={value}" for key, value in row.items()))
