@@ -128,6 +128,15 @@ def test_params_absent_fraction_mixes_documents_with_and_without_an_absent_quest
     assert any(has_absent) and not all(has_absent)
 
 
+def test_a_max_facts_list_caps_each_context_length_on_its_own(niah_mapping, tok):
+    mapping = copy.deepcopy(niah_mapping)
+    mapping["train"].update(context_lengths=[256, 512], samples_per_length=[12, 12], max_facts=[1, 3])
+    docs = generate(from_mapping(NiahParams, mapping, "niah"), "en", "train", tok)
+    present = {length: [sum(q["kind"] == "present" for q in doc["questions"]) for doc in docs
+                        if doc["target_tokens"] == length] for length in (256, 512)}
+    assert set(present[256]) == {1} and max(present[512]) > 1 and len(present[512]) == 12
+
+
 @pytest.mark.parametrize("lang", LANGS)
 def test_recall_asks_for_every_needle_in_text_order_and_leaves_the_rest_unchanged(niah_mapping, tok, documents, lang):
     mapping = copy.deepcopy(niah_mapping)
@@ -265,6 +274,8 @@ def set_at(mapping, path, value):
     (("test", "depth_max"), 1.5, "niah.test.depth_min"),
     (("unseen_cycle",), ["dev"], "niah.unseen_cycle: must list dev and test"),
     (("key_digits",), [1, 8], "niah.key_digits: must be [min, max]"),
+    (("train", "max_facts"), [1, 2], "niah.train.max_facts: a list needs one cap per train context length"),
+    (("train", "max_facts"), 0, "niah.train.max_facts: need max_facts >= 1"),
     (("train", "recall_fraction"), 1.5, "niah.train.recall_fraction: must be within [0, 1]"),
     (("languages", "en", "unseen_sources"), ["wikipedia"], "niah.languages.en: unknown haystack source 'wikipedia'"),
     (("languages", "ko", "names"), ["민준", "서연", "도윤"], "niah.languages.ko.names: needs at least"),

@@ -123,7 +123,7 @@ class DocumentMaker:
 def training_document(maker: DocumentMaker, index: int, length: int) -> dict:
     split = maker.params.train
     rng = maker.rng
-    families = rng.sample(maker.train_families, k=min(rng.randint(1, split.max_facts), len(maker.train_families)))
+    families = rng.sample(maker.train_families, k=min(rng.randint(1, split.facts_cap(length)), len(maker.train_families)))
     facts, questions, names = [], [], list(maker.names)
     rng.shuffle(names)
     room = length // NEEDLE_SHARE        # needle tokens: the haystack stays most of the context

@@ -30,11 +30,18 @@ class TrainSplitParams:
     samples_per_length: list[int]  # ... and documents per language at each
     depth_min: float
     depth_max: float
-    max_facts: int               # facts per document: uniform in 1..max_facts (distinct families)
+    max_facts: int | list[int]   # facts per document: uniform in 1..max_facts (distinct families); a list gives a cap
+                                 # per context length (a curriculum: the short documents read first hold fewer)
     max_distractors: int         # a keyed fact gets 0..max_distractors same-family needles of other names
     absent_fraction: float       # share of documents also asked about a fact they do not hold
     recall_fraction: float       # share of documents also asked to recite every fact (the needles in text order)
     seed: int
+
+    def facts_cap(self, length: int) -> int:
+        """The most facts a training document of ``length`` tokens holds."""
+        if isinstance(self.max_facts, int):
+            return self.max_facts
+        return self.max_facts[self.context_lengths.index(length)]
 
 
 @dataclass
@@ -89,7 +96,10 @@ class NiahParams:
                     f"{key}.samples_per_length", "must be >= 0 and not all 0.")
             require(0 <= params.depth_min <= params.depth_max <= 1, f"{key}.depth_min",
                     "need 0 <= depth_min <= depth_max <= 1.")
-        require(self.train.max_facts >= 1 and self.train.max_distractors >= 0, f"{where}.train.max_facts",
+        caps = self.train.max_facts if isinstance(self.train.max_facts, list) else [self.train.max_facts]
+        require(isinstance(self.train.max_facts, int) or len(caps) == len(self.train.context_lengths),
+                f"{where}.train.max_facts", "a list needs one cap per train context length.")
+        require(min(caps) >= 1 and self.train.max_distractors >= 0, f"{where}.train.max_facts",
                 "need max_facts >= 1 and max_distractors >= 0.")
         require(0 <= self.train.absent_fraction <= 1, f"{where}.train.absent_fraction", "must be within [0, 1].")
         require(0 <= self.train.recall_fraction <= 1, f"{where}.train.recall_fraction", "must be within [0, 1].")
