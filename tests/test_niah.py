@@ -137,6 +137,14 @@ def test_a_max_facts_list_caps_each_context_length_on_its_own(niah_mapping, tok)
     assert set(present[256]) == {1} and max(present[512]) > 1 and len(present[512]) == 12
 
 
+def test_a_length_listed_twice_keeps_each_of_its_caps(niah_mapping, tok):
+    mapping = copy.deepcopy(niah_mapping)
+    mapping["train"].update(context_lengths=[512, 512], samples_per_length=[6, 8], max_facts=[1, 3])
+    docs = generate(from_mapping(NiahParams, mapping, "niah"), "en", "train", tok)
+    present = [sum(q["kind"] == "present" for q in doc["questions"]) for doc in docs]
+    assert set(present[:6]) == {1} and max(present[6:]) > 1
+
+
 @pytest.mark.parametrize("lang", LANGS)
 def test_recall_asks_for_every_needle_in_text_order_and_leaves_the_rest_unchanged(niah_mapping, tok, documents, lang):
     mapping = copy.deepcopy(niah_mapping)

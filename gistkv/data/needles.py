@@ -69,20 +69,21 @@ def load_families(path: Path = FAMILIES_FILE) -> dict[str, Family]:
     return families
 
 
+def _per_language(section: str, lang: str, what: str, path: Path):
+    entries = _read(path)[section]
+    if lang not in entries:
+        raise GistkvError(f"{path.name}: no {what} for language '{lang}'.")
+    return entries[lang]
+
+
 def decline_answer(lang: str, path: Path = FAMILIES_FILE) -> str:
     """What a reader should answer when the document does not hold the asked fact."""
-    decline = _read(path)["decline"]
-    if lang not in decline:
-        raise GistkvError(f"{path.name}: no decline answer for language '{lang}'.")
-    return decline[lang]
+    return _per_language("decline", lang, "decline answer", path)
 
 
 def recall_questions(lang: str, path: Path = FAMILIES_FILE) -> list[str]:
     """Wordings of the training-only request to recite every fact of a document (``niah.train.recall_fraction``)."""
-    recall = _read(path)["recall"]
-    if lang not in recall:
-        raise GistkvError(f"{path.name}: no recall questions for language '{lang}'.")
-    return recall[lang]
+    return _per_language("recall", lang, "recall questions", path)
 
 
 def key_split(key: int) -> str:

@@ -120,10 +120,10 @@ class DocumentMaker:
                 "facts": facts, "questions": questions}
 
 
-def training_document(maker: DocumentMaker, index: int, length: int) -> dict:
+def training_document(maker: DocumentMaker, index: int, length: int, max_facts: int) -> dict:
     split = maker.params.train
     rng = maker.rng
-    families = rng.sample(maker.train_families, k=min(rng.randint(1, split.facts_cap(length)), len(maker.train_families)))
+    families = rng.sample(maker.train_families, k=min(rng.randint(1, max_facts), len(maker.train_families)))
     facts, questions, names = [], [], list(maker.names)
     rng.shuffle(names)
     room = length // NEEDLE_SHARE        # needle tokens: the haystack stays most of the context
@@ -204,10 +204,11 @@ def generate(params: NiahParams, lang: str, split: str, tokenizer, max_positions
                           f"model's {max_positions} positions.")
     maker = DocumentMaker(params, lang, split, tokenizer)
     documents = []
-    for length, count in zip(split_params.context_lengths, split_params.samples_per_length):
+    caps = split_params.facts_caps() if split == "train" else None
+    for position, (length, count) in enumerate(zip(split_params.context_lengths, split_params.samples_per_length)):
         for slot in range(count):
             index = len(documents)
-            documents.append(training_document(maker, index, length) if split == "train"
+            documents.append(training_document(maker, index, length, caps[position]) if caps is not None
                              else eval_document(maker, index, slot, length))
     return documents
 

@@ -37,11 +37,10 @@ class TrainSplitParams:
     recall_fraction: float       # share of documents also asked to recite every fact (the needles in text order)
     seed: int
 
-    def facts_cap(self, length: int) -> int:
-        """The most facts a training document of ``length`` tokens holds."""
-        if isinstance(self.max_facts, int):
-            return self.max_facts
-        return self.max_facts[self.context_lengths.index(length)]
+    def facts_caps(self) -> list[int]:
+        """The most facts a training document holds, one cap per entry of ``context_lengths`` (by position, so a
+        length listed twice may have two caps)."""
+        return self.max_facts if isinstance(self.max_facts, list) else [self.max_facts] * len(self.context_lengths)
 
 
 @dataclass
@@ -96,8 +95,8 @@ class NiahParams:
                     f"{key}.samples_per_length", "must be >= 0 and not all 0.")
             require(0 <= params.depth_min <= params.depth_max <= 1, f"{key}.depth_min",
                     "need 0 <= depth_min <= depth_max <= 1.")
-        caps = self.train.max_facts if isinstance(self.train.max_facts, list) else [self.train.max_facts]
-        require(isinstance(self.train.max_facts, int) or len(caps) == len(self.train.context_lengths),
+        caps = self.train.facts_caps()
+        require(len(caps) == len(self.train.context_lengths),
                 f"{where}.train.max_facts", "a list needs one cap per train context length.")
         require(min(caps) >= 1 and self.train.max_distractors >= 0, f"{where}.train.max_facts",
                 "need max_facts >= 1 and max_distractors >= 0.")
