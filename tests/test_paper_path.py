@@ -134,3 +134,21 @@ def test_the_gpu_smoke_test_runs_its_path_on_the_cpu(tiny_base, tmp_path):
     assert refused.exit_code == 1 and "no CUDA device" in refused.output
     unknown = CliRunner().invoke(app, ["smoke-gpu", "--device", "cpu", "--variants", "float32,fp16"])
     assert unknown.exit_code == 1 and "unknown fp16; choose from float32, bfloat16, nf4" in unknown.output
+
+
+def test_the_smoke_test_draws_a_model_of_a_named_shape_and_sets_its_peak_beside_the_plan(tiny_base, tmp_path):
+    """`gistkv smoke-gpu --shape llama3-8b` on a GPU; here the same path with a tiny Llama-3-like shape on the CPU."""
+    from test_train import stage_inputs
+
+    from gistkv.tools.smoke import SHAPES, smoke
+
+    shape = dict(SHAPES["llama3-8b"], hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=1, vocab_size=512)
+    params = stage_inputs(tmp_path)
+    rows = smoke(tiny_base, tmp_path / "niah", params, 1, "cpu", ["float32"], shape,
+                 {"batch_size": 2, "gradient_checkpointing": True})
+    assert rows[0]["variant"] == "random weights drawn and saved"
+    row = rows[1]
+    assert "error" not in row, row
+    assert row["steps"] == 1 and row["batch_size"] == 2 and row["gradient_checkpointing"] is True
+    assert row["plan_gib"] > 0 and row["peak_train_cuda_gib"] is None          # no CUDA here: no peak to read

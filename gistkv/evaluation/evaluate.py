@@ -19,7 +19,6 @@ import torch
 
 from gistkv.core.prompt import document_ids, encode
 from gistkv.evaluation.methods import SharedRead, context_text
-from gistkv.evaluation.retrieval import EMBEDDERS
 from gistkv.evaluation.scoring import ruler_string_match, score_number
 from gistkv.params import require
 
@@ -32,6 +31,8 @@ class RagParams:
     budgets: list[dict]          # [{chunk_tokens, top_k}]: the reader reads chunk_tokens x top_k retrieved tokens
 
     def validate(self, where: str) -> None:
+        from gistkv.evaluation.retrieval import EMBEDDERS    # here, not at the top: training's held-out checks
+                                                              # use this module and need no chromadb
         require(self.embedder in EMBEDDERS, f"{where}.embedder", f"must be one of {', '.join(EMBEDDERS)}.")
         require(bool(self.budgets), f"{where}.budgets", "must list at least one {chunk_tokens, top_k}.")
         for index, budget in enumerate(self.budgets):

@@ -19,19 +19,28 @@ measuring = typer.Typer()
 def smoke_gpu(base: Path = typer.Option(Path("models/base")), niah: Path = typer.Option(Path("data/niah")),
               params: Path = typer.Option(Path("params.yaml")), steps: int = typer.Option(10),
               device: str = typer.Option("cuda", help="cuda, or cpu to run the same path slowly"),
-              variants: str = typer.Option("bfloat16,nf4", help="comma-separated: float32, bfloat16, nf4")) -> None:
+              variants: str = typer.Option("bfloat16,nf4", help="comma-separated: float32, bfloat16, nf4"),
+              shape: str = typer.Option("base", help="base (the prepared model), or llama3-8b: that shape, random "
+                                                      "weights, BASE's tokenizer (time and memory only)"),
+              batch_size: int = typer.Option(None, help="train.batch_size for the steps (default: PARAMS')"),
+              gradient_checkpointing: bool = typer.Option(None, help="train.gradient_checkpointing (default: PARAMS')"),
+              ) -> None:
     """The paper-scale smoke test: STEPS training steps, compression and an answer per variant (and 2 processes
-    when there are 2 GPUs); prints what it measured."""
+    when there are 2 GPUs); prints what it measured, with the peak GPU memory of training beside the plan's."""
     import torch
 
-    from gistkv.tools.smoke import VARIANTS, smoke
+    from gistkv.tools.smoke import SHAPES, VARIANTS, smoke
 
     if device == "cuda" and not torch.cuda.is_available():
         fail(GistkvError("smoke-gpu: torch sees no CUDA device here; run it on a GPU machine (or --device cpu)."))
     if unknown := sorted(set(variants.split(",")) - set(VARIANTS)):
         fail(GistkvError(f"smoke-gpu --variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}."))
+    if shape != "base" and shape not in SHAPES:
+        fail(GistkvError(f"smoke-gpu --shape: unknown {shape}; choose from base, {', '.join(SHAPES)}."))
+    overrides = {key: value for key, value in (("batch_size", batch_size),
+                                                ("gradient_checkpointing", gradient_checkpointing)) if value is not None}
     typer.echo(f"torch {torch.__version__}, {torch.cuda.device_count()} CUDA device(s), {steps} steps per variant")
-    for row in smoke(base, niah, params, steps, device, variants.split(",")):
+    for row in smoke(base, niah, params, steps, device, variants.split(","), SHAPES.get(shape), overrides):
         typer.echo("  ".join(f"{key}={value}" for key, value in row.items()))
 
 

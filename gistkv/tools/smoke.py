@@ -3,6 +3,10 @@
 
     gistkv smoke-gpu                          # on a CUDA machine, after `dvc repro prepare_model make_niah`
     gistkv smoke-gpu --device cpu --steps 2   # the same path on the CPU (slow; what the tests run on a tiny model)
+    gistkv smoke-gpu --shape llama3-8b --batch-size 4 --steps 4   # Llama-3-8B's shape, random weights: time, memory
+
+Each row sets the measured peak of GPU memory in training beside ``gistkv doctor --plan``'s estimate for the same
+settings, so the plan a 24 GB user reads before launching is checked against a run.
 """
 
 from __future__ import annotations
@@ -39,6 +43,51 @@ def variant_base(base_dir: Path, folder: Path, dtype: str, four_bit: bool, devic
 
 VARIANTS = ("float32", "bfloat16", "nf4")
 
+# Llama-3-8B's architecture as its config.json publishes it. Random weights of this shape time a training step and
+# measure its memory as the real model would, with no download or licence; their answers mean nothing.
+SHAPES = {"llama3-8b": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+                        "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+                        "max_position_embeddings": 8192, "rope_theta": 500000.0, "rms_norm_eps": 1e-5,
+                        "tie_word_embeddings": False}}
+
+
+def synthetic_base(base_dir: Path, folder: Path, shape: dict, device: str) -> Path:
+    """A prepared base folder: a Llama model of SHAPE with random bfloat16 weights (seed 0) and BASE_DIR's tokenizer.
+
+        python -c "from pathlib import Path; from gistkv.tools.smoke import SHAPES, synthetic_base; \\
+                   synthetic_base(Path('models/base'), Path('/tmp/l3'), SHAPES['llama3-8b'], 'cuda')"
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    from gistkv.core.model import ModelParams, prepare_base
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    config = LlamaConfig(**shape, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    with torch.device(device):           # drawn where it runs: 8B weights drawn on a CPU would take minutes
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(str(folder / "weights"))
+    tokenizer.save_pretrained(str(folder / "weights"))
+    del model
+    params = ModelParams(source=str(folder / "weights"), embedded_package="unused", embedded_gguf="unused",
+                         embedded_sha256="0", dtype="bfloat16", load_in_4bit=False, device=device)
+    prepare_base(params, folder / "base", folder / "downloads")
+    return folder / "base"
+
+
+def planned_gib(base: Path, train, gist_tokens: int, context_tokens: int) -> float:
+    """``gistkv doctor --plan``'s total for this base folder and these settings."""
+    from transformers import AutoConfig
+
+    from gistkv.core.model import model_location
+    from gistkv.tools.doctor import memory_plan
+
+    load = read_base_meta(base)["load"]
+    config = AutoConfig.from_pretrained(model_location(base)).to_dict()
+    rows = memory_plan(config, load, dataclasses.asdict(train), gist_tokens, context_tokens)
+    return float(f"{rows[-1][1]:.3g}")        # three significant digits: a tiny model's plan is not 0.0
+
 
 def variant_dtype(name: str, device: str) -> str:
     """The load (and, for nf4, compute) dtype of a variant: nf4 multiplies in bfloat16 only where bfloat16 is
@@ -50,7 +99,7 @@ def variant_dtype(name: str, device: str) -> str:
     return name
 
 
-def one_variant(base: Path, niah: Path, params_path: Path, steps: int, work: Path) -> dict:
+def one_variant(base: Path, niah: Path, params_path: Path, steps: int, work: Path, overrides: dict) -> dict:
     import torch
 
     from gistkv.core.compressor import load_compressor
@@ -63,24 +112,29 @@ def one_variant(base: Path, niah: Path, params_path: Path, steps: int, work: Pat
     gist = load_section(params_path, "gist", GistParams)
     train = load_section(params_path, "train", TrainParams)
     train = dataclasses.replace(train, max_steps=steps, eval_steps=steps, save_steps=steps, validation_samples=2,
-                                logging_steps=1, warmup_steps=0, curriculum=False, plateau_check_step=0)
-    documents = sorted(training_documents(niah, train.langs, train.seed), key=lambda d: -d["context_tokens"])[:steps]
+                                logging_steps=1, warmup_steps=0, curriculum=False, plateau_check_step=0, **overrides)
+    documents = sorted(training_documents(niah, train.langs, train.seed),
+                       key=lambda d: -d["context_tokens"])[:steps * train.batch_size]
     held_out = validation_documents(niah, train.langs, 2)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     result = train_compressor(base, documents, held_out, gist, train, work / "gist", work / "ckpt", work / "metrics")
+    peak_train = torch.cuda.max_memory_allocated() / (1 << 30) if torch.cuda.is_available() else None
     compressor = load_compressor(work / "gist")
     start = time.perf_counter()
     compress(compressor, documents[0]["context"]).save(work / "doc.safetensors")
     compress_s = time.perf_counter() - start
     reply = answer(compressor, GistKV.load(work / "doc.safetensors", compressor), documents[0]["questions"][0]["question"])
     return {"quantization": result["quantization"], "dtype": result["dtype"], "device": result["device"],
-            "steps": result["steps"], "longest_context_tokens": documents[0]["context_tokens"],
+            "steps": result["steps"], "batch_size": train.batch_size,
+            "gradient_checkpointing": train.gradient_checkpointing,
+            "longest_context_tokens": documents[0]["context_tokens"],
             "train_s_without_checks": result["train_wall_s_without_checks"],
             "s_per_step": round(result["train_wall_s_without_checks"] / max(result["steps"], 1), 3),
             "compress_s": round(compress_s, 3), "artifact_bytes": (work / "doc.safetensors").stat().st_size,
             "answer": " ".join(reply.split())[:40],
-            "peak_cuda_gib": round(torch.cuda.max_memory_allocated() / (1 << 30), 2) if torch.cuda.is_available() else None}
+            "peak_train_cuda_gib": None if peak_train is None else round(peak_train, 2),
+            "plan_gib": planned_gib(base, train, gist.num_tokens, documents[0]["context_tokens"])}
 
 
 def two_processes(base: Path, niah: Path, params_path: Path, steps: int, work: Path) -> dict:
@@ -103,21 +157,40 @@ def two_processes(base: Path, niah: Path, params_path: Path, steps: int, work: P
     return row
 
 
-def smoke(base_dir: Path, niah: Path, params_path: Path, steps: int, device: str, variants: list[str]) -> list[dict]:
+def release_memory(device: str) -> None:
+    """Free the last variant's model so the next variant's peak memory is its own."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def smoke(base_dir: Path, niah: Path, params_path: Path, steps: int, device: str, variants: list[str],
+          shape: dict | None = None, overrides: dict | None = None) -> list[dict]:
+    """One row per variant; with SHAPE, on random weights of that shape (``synthetic_base``) instead of BASE_DIR's."""
     import torch
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="gistkv-smoke-") as scratch:
         root = Path(scratch)
+        if shape is not None:
+            start = time.perf_counter()
+            base_dir = synthetic_base(base_dir, root / "synthetic", shape, device)
+            release_memory(device)
+            rows.append({"variant": "random weights drawn and saved", "wall_s": round(time.perf_counter() - start, 1)})
         for name in variants:
             base = variant_base(base_dir, root / name / "base", variant_dtype(name, device), name == "nf4", device)
             start = time.perf_counter()
             try:
-                row = {"variant": name, **one_variant(base, niah, params_path, steps, root / name)}
+                row = {"variant": name, **one_variant(base, niah, params_path, steps, root / name, overrides or {})}
             except Exception as err:      # noqa: BLE001 - a smoke test reports every failure and goes on
                 row = {"variant": name, "error": f"{type(err).__name__}: {err}"[:300]}
             row["wall_s"] = round(time.perf_counter() - start, 1)
             rows.append(row)
+            release_memory(device)
         if device == "cuda" and torch.cuda.device_count() > 1:
             base = variant_base(base_dir, root / "ddp" / "base", "bfloat16", True, "cuda")
             rows.append({"variant": "nf4 x 2 processes", **two_processes(base, niah, params_path, steps, root / "ddp")})
