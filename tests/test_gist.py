@@ -94,3 +94,15 @@ def test_greedy_decode_on_gist_cache_matches_one_pass_argmax(tokenizer, tiny_mod
         generated.append(int(logits[0, -1].argmax()))
     assert decoded.token_ids == generated
     assert decoded.kv_bytes > 0 and decoded.attended_tokens == 2 + len(example["query_ids"])
+
+
+def test_gist_rows_are_made_on_the_embeddings_device():
+    """The seeded noise is drawn on the CPU (the same rows everywhere) and moved to the vocabulary's device: a CUDA
+    model's first gist training failed here. A meta tensor stands in for a GPU one."""
+    import torch
+
+    from gistkv.core.gist import gist_init
+
+    vocab = torch.randn(10, 4)
+    assert gist_init(vocab.to("meta"), 2).device.type == "meta"
+    assert torch.equal(gist_init(vocab, 2), gist_init(vocab, 2))

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
 from test_trainer import batch_and_model, one_pass_loss, perturb_adapter
 from tiny import tiny_llama
@@ -94,3 +95,28 @@ def test_adapters_off_reads_like_peft_disable_adapter_and_restores_the_switches(
     assert not torch.equal(ours_off, adapted)                  # the adapter is back on afterwards
     assert [(name, weight.requires_grad) for name, weight in model.named_parameters()] == trainable
     assert model._adapters_disabled is False
+
+
+def test_the_tied_head_backward_runs_under_autocast_with_a_float32_head():
+    """QLoRA keeps the (tied) head in float32 while autocast multiplies in bfloat16: the backward must multiply in
+    the gradient's dtype and hand each input a gradient of its own dtype (it raised a dtype mismatch on a GPU)."""
+    from gistkv.training.peft_fast import _HeadWithRows
+
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 3, 8, requires_grad=True)
+    weight = torch.randn(16, 8)
+    rows = weight[[4, 9]].clone().requires_grad_(True)
+    index = torch.tensor([4, 9])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = _HeadWithRows.apply(hidden, rows, weight.clone(), index)
+    assert logits.dtype == torch.bfloat16
+    logits.float().square().sum().backward()
+    assert hidden.grad.dtype == torch.float32 and rows.grad.dtype == torch.float32
+    # the same gradient as autograd's own linear, to bfloat16's precision
+    hidden_ref, rows_ref = hidden.detach().clone().requires_grad_(True), rows.detach().clone().requires_grad_(True)
+    full = weight.clone().index_put((index,), rows_ref)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = F.linear(hidden_ref, full)
+    reference.float().square().sum().backward()
+    assert torch.allclose(hidden.grad, hidden_ref.grad, rtol=0.05, atol=0.05)
+    assert torch.allclose(rows.grad, rows_ref.grad, rtol=0.05, atol=0.05)

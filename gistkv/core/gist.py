@@ -75,8 +75,8 @@ def gist_init(vocab: torch.Tensor, rows: int) -> torch.Tensor:
     symmetry training is slow to break; the noise is drawn from a fixed generator so the
     same model always gets the same gist embeddings.
     """
-    generator = torch.Generator().manual_seed(rows)
-    noise = torch.randn(rows, vocab.shape[1], generator=generator, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(rows)     # a CPU generator: the same rows on every device
+    noise = torch.randn(rows, vocab.shape[1], generator=generator, dtype=torch.float32).to(vocab.device)
     mean, std = vocab.float().mean(dim=0), vocab.float().std(dim=0)
     return (mean + noise * std).to(vocab.dtype)
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import yaml
@@ -99,6 +100,13 @@ def variant_dtype(name: str, device: str) -> str:
     return name
 
 
+def steady_step_s(history: list[dict]) -> float | None:
+    """Seconds per step after the first (which pays for CUDA's and the allocator's warm-up), from the logged
+    cumulative ``train_runtime`` of each step; None with fewer than two logged steps."""
+    runtimes = [entry["train_runtime"] for entry in history if "loss" in entry and "train_runtime" in entry]
+    return round((runtimes[-1] - runtimes[0]) / (len(runtimes) - 1), 3) if len(runtimes) > 1 else None
+
+
 def one_variant(base: Path, niah: Path, params_path: Path, steps: int, work: Path, overrides: dict) -> dict:
     import torch
 
@@ -119,7 +127,6 @@ def one_variant(base: Path, niah: Path, params_path: Path, steps: int, work: Pat
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     result = train_compressor(base, documents, held_out, gist, train, work / "gist", work / "ckpt", work / "metrics")
-    peak_train = torch.cuda.max_memory_allocated() / (1 << 30) if torch.cuda.is_available() else None
     compressor = load_compressor(work / "gist")
     start = time.perf_counter()
     compress(compressor, documents[0]["context"]).save(work / "doc.safetensors")
@@ -131,9 +138,10 @@ def one_variant(base: Path, niah: Path, params_path: Path, steps: int, work: Pat
             "longest_context_tokens": documents[0]["context_tokens"],
             "train_s_without_checks": result["train_wall_s_without_checks"],
             "s_per_step": round(result["train_wall_s_without_checks"] / max(result["steps"], 1), 3),
+            "s_per_step_after_first": steady_step_s(result["history"]),
             "compress_s": round(compress_s, 3), "artifact_bytes": (work / "doc.safetensors").stat().st_size,
             "answer": " ".join(reply.split())[:40],
-            "peak_train_cuda_gib": None if peak_train is None else round(peak_train, 2),
+            "peak_load_cuda_gib": result["cuda_peak_gib"]["load"], "peak_train_cuda_gib": result["cuda_peak_gib"]["train"],
             "plan_gib": planned_gib(base, train, gist.num_tokens, documents[0]["context_tokens"])}
 
 
@@ -187,6 +195,7 @@ def smoke(base_dir: Path, niah: Path, params_path: Path, steps: int, device: str
             try:
                 row = {"variant": name, **one_variant(base, niah, params_path, steps, root / name, overrides or {})}
             except Exception as err:      # noqa: BLE001 - a smoke test reports every failure and goes on
+                traceback.print_exc()     # to stderr: where it failed, beside the one-line row
                 row = {"variant": name, "error": f"{type(err).__name__}: {err}"[:300]}
             row["wall_s"] = round(time.perf_counter() - start, 1)
             rows.append(row)

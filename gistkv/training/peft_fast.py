@@ -47,17 +47,19 @@ class _HeadWithRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, rows, weight_with_rows, index):
         ctx.save_for_backward(hidden)
-        ctx.weight_with_rows, ctx.index = weight_with_rows, index
+        ctx.weight_with_rows, ctx.index, ctx.rows_dtype = weight_with_rows, index, rows.dtype
         return F.linear(hidden, weight_with_rows)
 
     @staticmethod
     def backward(ctx, grad_logits):
+        # Under autocast F.linear multiplied in the logits' dtype (bfloat16) while the head stays float32
+        # (QLoRA keeps unquantized weights in float32): multiply back in that dtype, return each input's own.
         (hidden,) = ctx.saved_tensors
-        weight = ctx.weight_with_rows
-        grad_hidden = grad_logits.matmul(weight)                        # (..., hidden), as F.linear's backward
+        weight = ctx.weight_with_rows.to(grad_logits.dtype)
+        grad_hidden = grad_logits.matmul(weight).to(hidden.dtype)       # (..., hidden), as F.linear's backward
         grad_logits_2d = grad_logits.reshape(-1, weight.shape[0])       # (tokens, vocab)
-        hidden_2d = hidden.reshape(-1, weight.shape[1])                 # (tokens, hidden)
-        grad_rows = grad_logits_2d[:, ctx.index].t().mm(hidden_2d)      # (rows, hidden)
+        hidden_2d = hidden.reshape(-1, weight.shape[1]).to(grad_logits.dtype)             # (tokens, hidden)
+        grad_rows = grad_logits_2d[:, ctx.index].t().mm(hidden_2d).to(ctx.rows_dtype)     # (rows, hidden)
         return grad_hidden, grad_rows, None, None
 
 

@@ -104,6 +104,7 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
     seed_everything(params.seed)
     out_dir, checkpoint_dir, metrics_dir = Path(out_dir), Path(checkpoint_dir), Path(metrics_dir)
     base = load_base(base_dir)
+    load_peak_gib = cuda_peak_gib(base.info["device"], reset=True)
     if slow := slow_autocast_warning(params.context_autocast, base.info["device"]):
         log.warning("%s", slow)
     recipe = {key: value for key, value in dataclasses.asdict(params).items() if key not in PLATEAU_FIELDS}
@@ -184,7 +185,19 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
             "train_tokens_per_s": round(tokens_seen / run.wall_s, 1) if run.wall_s > 0 else 0.0,
             "device": base.info["device"], "dtype": base.info["dtype"], "quantization": base.info["quantization"],
             "num_processes": params.num_processes, "torch_threads": torch.get_num_threads(),
+            # peak GPU memory of this process: loading the base (4-bit: while quantizing), then training
+            "cuda_peak_gib": {"load": load_peak_gib, "train": cuda_peak_gib(base.info["device"])},
             "resumed_from": run.resumed_from, "history": history}
+
+
+def cuda_peak_gib(device: str, reset: bool = False) -> float | None:
+    """The peak of GPU memory allocated since the last reset, in GiB (None off CUDA); RESET starts a new one."""
+    if device != "cuda":
+        return None
+    peak = round(torch.cuda.max_memory_allocated() / (1 << 30), 2)
+    if reset:
+        torch.cuda.reset_peak_memory_stats()
+    return peak
 
 
 def train_attempt(base, train_documents: list[dict], validation_documents: list[dict], num_gist: int,
