@@ -80,7 +80,11 @@ def memory_plan(config: dict, model: dict, train: dict, gist_tokens: int, contex
     embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings") else 2)
     element = BYTES[model["dtype"]]
     quantized = model.get("load_in_4bit", False)
-    weights = layers * per_layer * (0.5 if quantized else element) + embeddings * element
+    # QLoRA: peft's prepare_model_for_kbit_training casts the unquantized weights (embeddings, head, norms) to
+    # float32, and a bitsandbytes layer returns its input's dtype, so the residual stream, the KV cache and the
+    # saved activations are float32 too (an H200 run measured 21.6 GiB where the bfloat16 count said 15.2).
+    stream = 4 if quantized else element
+    weights = layers * per_layer * (0.5 if quantized else element) + embeddings * stream
     r = train["lora_r"]
     sizes = {"q_proj": (hidden, heads * head_dim), "k_proj": (hidden, kv_heads * head_dim),
              "v_proj": (hidden, kv_heads * head_dim), "o_proj": (heads * head_dim, hidden),
@@ -88,11 +92,11 @@ def memory_plan(config: dict, model: dict, train: dict, gist_tokens: int, contex
     lora = layers * sum(r * (sizes[name][0] + sizes[name][1]) for name in train["target_modules"] if name in sizes)
     lora += gist_tokens * hidden
     adapter = lora * 4 * 4                              # weights, gradient, two AdamW moments, float32
-    kv = 2 * layers * kv_heads * head_dim * context_tokens * element * train["batch_size"]
+    kv = 2 * layers * kv_heads * head_dim * context_tokens * stream * train["batch_size"]
     tail_tokens = gist_tokens + 64 * 4                  # gist tokens and up to four question/answer blocks
     with_grad = tail_tokens + (context_tokens if train.get("context_encoder", "base") == "adapted" else 0)
     per_token = (layers + 34) if train.get("gradient_checkpointing") else 34 * layers
-    activations = per_token * hidden * with_grad * element * train["batch_size"]
+    activations = per_token * hidden * with_grad * stream * train["batch_size"]
     gib = 1 << 30
     return [("weights", weights / gib), ("LoRA + gist rows, grads, AdamW", adapter / gib),
             (f"KV cache of a {context_tokens:,}-token document", kv / gib), ("activations for backward", activations / gib),
