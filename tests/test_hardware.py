@@ -78,6 +78,8 @@ def test_memory_plan_counts_what_4bit_and_longer_documents_change():
     assert nf4["KV cache of a 2,048-token document"] == 2 * full["KV cache of a 2,048-token document"]   # float32
     assert longer["KV cache of a 8,192-token document"] == 4 * nf4["KV cache of a 2,048-token document"]
     assert nf4["total (estimate)"] < full["total (estimate)"]
+    head = "output layer: logits, log-softmax, head copies"      # + autocast's bfloat16 copy of the float32 head
+    assert nf4[head] - full[head] == pytest.approx(128256 * 4096 * 2 / (1 << 30))
     adapted = dict(memory_plan(config, {"dtype": "bfloat16"}, {**train, "context_encoder": "adapted"}, 10, 2048))
     checkpointed = dict(memory_plan(config, {"dtype": "bfloat16"},
                                     {**train, "context_encoder": "adapted", "gradient_checkpointing": True}, 10, 2048))

@@ -140,15 +140,29 @@ def test_the_smoke_test_draws_a_model_of_a_named_shape_and_sets_its_peak_beside_
     """`gistkv smoke-gpu --shape llama3-8b` on a GPU; here the same path with a tiny Llama-3-like shape on the CPU."""
     from test_train import stage_inputs
 
+    from gistkv.tools.doctor import memory_plan
     from gistkv.tools.smoke import SHAPES, smoke
 
     shape = dict(SHAPES["llama3-8b"], hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=1, vocab_size=512)
     params = stage_inputs(tmp_path)
-    rows = smoke(tiny_base, tmp_path / "niah", params, 1, "cpu", ["float32"], shape,
+    rows = smoke(tiny_base, tmp_path / "niah", params, 2, "cpu", ["float32"], shape,
                  {"batch_size": 2, "gradient_checkpointing": True})
     assert rows[0]["variant"] == "random weights drawn and saved"
     row = rows[1]
     assert "error" not in row, row
-    assert row["steps"] == 1 and row["batch_size"] == 2 and row["gradient_checkpointing"] is True
-    assert row["plan_gib"] > 0 and row["peak_train_cuda_gib"] is None          # no CUDA here: no peak to read
+    assert row["steps"] == 2 and row["batch_size"] == 2 and row["gradient_checkpointing"] is True
+    assert isinstance(row["s_per_step_after_first"], float)
+    assert row["peak_train_cuda_gib"] is None                                   # no CUDA here: no peak to read
+    train = dict(train_params().__dict__, batch_size=2, gradient_checkpointing=True)
+    planned = memory_plan(shape, {"dtype": "float32"}, train, 2, row["longest_context_tokens"])[-1][1]
+    assert row["plan_gib"] == float(f"{planned:.3g}")                           # the drawn shape's plan, not the base's
+
+
+def test_steady_step_time_leaves_the_first_step_out():
+    from gistkv.tools.smoke import steady_step_s
+
+    history = [{"step": 0, "eval_loss": 5.0}, {"loss": 4.0, "train_runtime": 7.0}, {"loss": 3.0, "train_runtime": 8.5},
+               {"eval_loss": 3.5, "train_runtime": 9.9}, {"loss": 2.0, "train_runtime": 10.0}]
+    assert steady_step_s(history) == 1.5            # (10.0 - 7.0) / 2: the held-out check's entry is not a step
+    assert steady_step_s(history[:2]) is None

@@ -22,8 +22,8 @@ def smoke_gpu(base: Path = typer.Option(Path("models/base")), niah: Path = typer
               variants: str = typer.Option("bfloat16,nf4", help="comma-separated: float32, bfloat16, nf4"),
               shape: str = typer.Option("base", help="base (the prepared model), or llama3-8b: that shape, random "
                                                       "weights, BASE's tokenizer (time and memory only)"),
-              batch_size: int = typer.Option(None, help="train.batch_size for the steps (default: PARAMS')"),
-              gradient_checkpointing: bool = typer.Option(None, help="train.gradient_checkpointing (default: PARAMS')"),
+              batch_size: int | None = typer.Option(None, min=1, help="train.batch_size for the steps (default: PARAMS')"),
+              gradient_checkpointing: bool | None = typer.Option(None, help="train.gradient_checkpointing (default: PARAMS')"),
               ) -> None:
     """The paper-scale smoke test: STEPS training steps, compression and an answer per variant (and 2 processes
     when there are 2 GPUs); prints what it measured, with the peak GPU memory of training beside the plan's."""

@@ -103,6 +103,8 @@ def variant_dtype(name: str, device: str) -> str:
 def steady_step_s(history: list[dict]) -> float | None:
     """Seconds per step after the first (which pays for CUDA's and the allocator's warm-up), from the logged
     cumulative ``train_runtime`` of each step; None with fewer than two logged steps."""
+    # Each step's log carries the run's train_runtime because training counts input tokens
+    # (include_num_input_tokens_seen, gistkv/training/train.py); a resumed run's history mixes sessions.
     runtimes = [entry["train_runtime"] for entry in history if "loss" in entry and "train_runtime" in entry]
     return round((runtimes[-1] - runtimes[0]) / (len(runtimes) - 1), 3) if len(runtimes) > 1 else None
 
@@ -114,6 +116,7 @@ def one_variant(base: Path, niah: Path, params_path: Path, steps: int, work: Pat
     from gistkv.core.kv import GistKV, answer, compress
     from gistkv.params import load_section
     from gistkv.training.train import train_compressor
+    from gistkv.training.train import num_gist_tokens
     from gistkv.training.train_config import GistParams, TrainParams
     from gistkv.training.train_records import training_documents, validation_documents
 
@@ -122,7 +125,7 @@ def one_variant(base: Path, niah: Path, params_path: Path, steps: int, work: Pat
     train = dataclasses.replace(train, max_steps=steps, eval_steps=steps, save_steps=steps, validation_samples=2,
                                 logging_steps=1, warmup_steps=0, curriculum=False, plateau_check_step=0, **overrides)
     documents = sorted(training_documents(niah, train.langs, train.seed),
-                       key=lambda d: -d["context_tokens"])[:steps * train.batch_size]
+                       key=lambda d: -d["context_tokens"])[:steps * train.batch_size * train.gradient_accumulation_steps]
     held_out = validation_documents(niah, train.langs, 2)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -142,14 +145,15 @@ def one_variant(base: Path, niah: Path, params_path: Path, steps: int, work: Pat
             "compress_s": round(compress_s, 3), "artifact_bytes": (work / "doc.safetensors").stat().st_size,
             "answer": " ".join(reply.split())[:40],
             "peak_load_cuda_gib": result["cuda_peak_gib"]["load"], "peak_train_cuda_gib": result["cuda_peak_gib"]["train"],
-            "plan_gib": planned_gib(base, train, gist.num_tokens, documents[0]["context_tokens"])}
+            "peak_train_reserved_cuda_gib": result["cuda_peak_gib"]["train_reserved"],
+            "plan_gib": planned_gib(base, train, num_gist_tokens(gist, train), documents[0]["context_tokens"])}
 
 
-def two_processes(base: Path, niah: Path, params_path: Path, steps: int, work: Path) -> dict:
+def two_processes(base: Path, niah: Path, params_path: Path, steps: int, work: Path, overrides: dict) -> dict:
     """The train stage itself under `accelerate launch` with train.num_processes: 2 (DDP)."""
     params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
     params["train"].update(num_processes=2, max_steps=steps, eval_steps=steps, save_steps=steps, validation_samples=2,
-                           logging_steps=1)
+                           logging_steps=1, **overrides)
     (work / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
     start = time.perf_counter()
     done = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "stages" / "train_gist.py"),
@@ -165,21 +169,12 @@ def two_processes(base: Path, niah: Path, params_path: Path, steps: int, work: P
     return row
 
 
-def release_memory(device: str) -> None:
-    """Free the last variant's model so the next variant's peak memory is its own."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-
-
 def smoke(base_dir: Path, niah: Path, params_path: Path, steps: int, device: str, variants: list[str],
           shape: dict | None = None, overrides: dict | None = None) -> list[dict]:
     """One row per variant; with SHAPE, on random weights of that shape (``synthetic_base``) instead of BASE_DIR's."""
     import torch
+
+    from gistkv.training.train import release_memory
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="gistkv-smoke-") as scratch:
@@ -187,7 +182,7 @@ def smoke(base_dir: Path, niah: Path, params_path: Path, steps: int, device: str
         if shape is not None:
             start = time.perf_counter()
             base_dir = synthetic_base(base_dir, root / "synthetic", shape, device)
-            release_memory(device)
+            release_memory()
             rows.append({"variant": "random weights drawn and saved", "wall_s": round(time.perf_counter() - start, 1)})
         for name in variants:
             base = variant_base(base_dir, root / name / "base", variant_dtype(name, device), name == "nf4", device)
@@ -199,10 +194,11 @@ def smoke(base_dir: Path, niah: Path, params_path: Path, steps: int, device: str
                 row = {"variant": name, "error": f"{type(err).__name__}: {err}"[:300]}
             row["wall_s"] = round(time.perf_counter() - start, 1)
             rows.append(row)
-            release_memory(device)
+            release_memory()
         if device == "cuda" and torch.cuda.device_count() > 1:
             base = variant_base(base_dir, root / "ddp" / "base", "bfloat16", True, "cuda")
-            rows.append({"variant": "nf4 x 2 processes", **two_processes(base, niah, params_path, steps, root / "ddp")})
+            rows.append({"variant": "nf4 x 2 processes", **two_processes(base, niah, params_path, steps, root / "ddp",
+                                                                      overrides or {})})
         shutil.rmtree(root, ignore_errors=True)
     return rows
 

@@ -121,9 +121,12 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
         restarts, resume_from = [], None
     while True:
         seed = plateau.attempt_seed(params.seed, len(restarts))
-        if restarts:    # a new LoRA init
+        if restarts:    # a new LoRA init, on a fresh copy of the base (the last attempt's model freed first)
+            run = base = None
+            release_memory()
             seed_everything(seed)
             base = load_base(base_dir)
+            cuda_peak_gib(base.info["device"], reset=True)      # "train" is then the peak of the last attempt
         armed = len(restarts) < params.plateau_restarts
         stuck = plateau.stuck_on_resume(resume_from, params) if armed else None
         if stuck is not None:   # resumed past the check: decided from the checkpoint's logged losses, no training
@@ -186,18 +189,30 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
             "device": base.info["device"], "dtype": base.info["dtype"], "quantization": base.info["quantization"],
             "num_processes": params.num_processes, "torch_threads": torch.get_num_threads(),
             # peak GPU memory of this process: loading the base (4-bit: while quantizing), then training
-            "cuda_peak_gib": {"load": load_peak_gib, "train": cuda_peak_gib(base.info["device"])},
+            # (allocated tensors; "train_reserved" adds what PyTorch's allocator holds besides)
+            "cuda_peak_gib": {"load": load_peak_gib, "train": cuda_peak_gib(base.info["device"]),
+                              "train_reserved": cuda_peak_gib(base.info["device"], reserved=True)},
             "resumed_from": run.resumed_from, "history": history}
 
 
-def cuda_peak_gib(device: str, reset: bool = False) -> float | None:
-    """The peak of GPU memory allocated since the last reset, in GiB (None off CUDA); RESET starts a new one."""
+def cuda_peak_gib(device: str, reset: bool = False, reserved: bool = False) -> float | None:
+    """The peak of GPU memory allocated (or, with RESERVED, held by PyTorch's allocator) since the last reset, in
+    GiB; None off CUDA. RESET starts a new peak."""
     if device != "cuda":
         return None
-    peak = round(torch.cuda.max_memory_allocated() / (1 << 30), 2)
+    peak = round((torch.cuda.max_memory_reserved() if reserved else torch.cuda.max_memory_allocated()) / (1 << 30), 2)
     if reset:
         torch.cuda.reset_peak_memory_stats()
     return peak
+
+
+def release_memory() -> None:
+    """Free what nothing refers to any more, on the GPU too (a restart must not hold two models)."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def train_attempt(base, train_documents: list[dict], validation_documents: list[dict], num_gist: int,
