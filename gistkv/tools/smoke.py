@@ -110,13 +110,10 @@ def steady_step_s(history: list[dict]) -> float | None:
 
 
 def one_variant(base: Path, niah: Path, params_path: Path, steps: int, work: Path, overrides: dict) -> dict:
-    import torch
-
     from gistkv.core.compressor import load_compressor
     from gistkv.core.kv import GistKV, answer, compress
     from gistkv.params import load_section
-    from gistkv.training.train import train_compressor
-    from gistkv.training.train import num_gist_tokens
+    from gistkv.training.train import num_gist_tokens, train_compressor
     from gistkv.training.train_config import GistParams, TrainParams
     from gistkv.training.train_records import training_documents, validation_documents
 
@@ -127,8 +124,6 @@ def one_variant(base: Path, niah: Path, params_path: Path, steps: int, work: Pat
     documents = sorted(training_documents(niah, train.langs, train.seed),
                        key=lambda d: -d["context_tokens"])[:steps * train.batch_size * train.gradient_accumulation_steps]
     held_out = validation_documents(niah, train.langs, 2)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
     result = train_compressor(base, documents, held_out, gist, train, work / "gist", work / "ckpt", work / "metrics")
     compressor = load_compressor(work / "gist")
     start = time.perf_counter()

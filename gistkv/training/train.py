@@ -103,6 +103,8 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
 
     seed_everything(params.seed)
     out_dir, checkpoint_dir, metrics_dir = Path(out_dir), Path(checkpoint_dir), Path(metrics_dir)
+    if torch.cuda.is_available():       # the load's peak is its own, whatever this process held before
+        torch.cuda.reset_peak_memory_stats()
     base = load_base(base_dir)
     load_peak_gib = cuda_peak_gib(base.info["device"], reset=True)
     if slow := slow_autocast_warning(params.context_autocast, base.info["device"]):
