@@ -112,7 +112,7 @@ def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/g
     """
     from gistkv.core.compressor import load_compressor
     from gistkv.core.kv import GistKV, answer_ids
-    from gistkv.core.prompt import encode, query_text
+    from gistkv.core.prompt import query_text
 
     try:
         compressor = load_compressor(model)
@@ -130,8 +130,8 @@ def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/g
             typer.echo(text[len(printed):], nl=False)
             printed = text
 
-        decoded = answer_ids(compressor, gist_kv, encode(tokenizer, query_text(question)), max_new_tokens=max_new_tokens,
-                             on_token=stream)
+        decoded = answer_ids(compressor, gist_kv, compressor.layout.query_ids(query_text(question)),
+                             max_new_tokens=max_new_tokens, on_token=stream)
         typer.echo()
         confidence = decoded.min_token_prob
         verdict = "low: treat it as a guess" if confidence < min_confidence else "ok"

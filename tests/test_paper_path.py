@@ -10,7 +10,7 @@ from test_train import documents, train_params
 from gistkv.core.compressor import load_compressor
 from gistkv.core.kv import GistKV, answer, compress
 from gistkv.core.model import ModelParams, load_base, prepare_base
-from gistkv.core.prompt import adds_bos, document_ids, encode
+from gistkv.core.prompt import adds_bos, encode, prompt_layout, query_text
 from gistkv.errors import GistkvError
 from gistkv.params import from_mapping
 from gistkv.training.train import train_compressor
@@ -70,11 +70,12 @@ def test_bos_follows_the_tokenizer_and_a_mismatch_is_refused(tmp_path):
     from tiny import save_llama3_shaped_model, tiny_tokenizer
 
     plain = tiny_tokenizer()
-    assert not adds_bos(plain) and document_ids(plain, "The sky") == encode(plain, "The sky")
+    assert not adds_bos(plain) and prompt_layout(plain).document_ids("The sky") == encode(plain, "The sky")
     base = prepared(save_llama3_shaped_model(tmp_path / "llama3"), tmp_path)
     train_compress_answer(base, tmp_path)
-    tokenizer = load_compressor(tmp_path / "gist").tokenizer
-    assert document_ids(tokenizer, "The sky") == [tokenizer.bos_token_id] + encode(tokenizer, "The sky")
+    compressor = load_compressor(tmp_path / "gist")
+    tokenizer = compressor.tokenizer
+    assert compressor.layout.document_ids("The sky") == [tokenizer.bos_token_id] + encode(tokenizer, "The sky")
     meta_path = tmp_path / "gist" / "compressor.json"
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({**meta, "adds_bos": False}))
@@ -84,6 +85,42 @@ def test_bos_follows_the_tokenizer_and_a_mismatch_is_refused(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(GistkvError, match="compressor.json: adds_bos is missing \\(a compressor from before BOS was handled\\) but the tokenizer"):
         load_compressor(tmp_path / "gist")
+
+
+def test_chat_template_reads_are_one_user_turn_in_training_compression_and_answering(tmp_path):
+    """model.chat_template: true lays every read out as the template's user turn (BOS once), the answer after the
+    assistant's header; compressor.json records it and a base prepared the other way is refused."""
+    import json
+
+    from tiny import save_llama3_shaped_model
+
+    base = prepared(save_llama3_shaped_model(tmp_path / "llama3"), tmp_path, chat_template=True)
+    loaded = load_base(base)
+    tokenizer, layout = loaded.tokenizer, loaded.layout
+    turn = tokenizer.apply_chat_template([{"role": "user", "content": "The sky" + query_text("Why?")}],
+                                         add_generation_prompt=True, tokenize=False)
+    assert layout.document_ids("The sky") + layout.query_ids(query_text("Why?")) == encode(tokenizer, turn)
+    assert layout.head_ids.count(tokenizer.bos_token_id) == 1 and layout.head_ids[0] == tokenizer.bos_token_id
+    meta, reply = train_compress_answer(base, tmp_path)
+    assert meta["chat_template"] is True and isinstance(reply, str)
+    stored = GistKV.load(tmp_path / "doc.safetensors")
+    text = "The grass is green. The pass key is 12345."
+    assert int(stored.metadata["context_tokens"]) == len(layout.head_ids) + len(encode(tokenizer, text))
+    (tmp_path / "plain").mkdir()
+    plain = prepared(save_llama3_shaped_model(tmp_path / "llama3"), tmp_path / "plain")
+    meta_path = tmp_path / "gist" / "compressor.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "base_dir": str(plain)}))
+    with pytest.raises(GistkvError, match="compressor.json: chat_template is True but its base model .* was prepared "
+                                          "with model.chat_template: False"):
+        load_compressor(tmp_path / "gist")
+
+
+def test_chat_template_without_one_in_the_tokenizer_is_refused_when_the_base_is_prepared(tmp_path):
+    from tiny import save_tiny_model
+
+    with pytest.raises(GistkvError, match="model.chat_template: true, but the tokenizer .* has no chat template"):
+        prepared(save_tiny_model(tmp_path / "tiny"), tmp_path, chat_template=True)
+    assert not (tmp_path / "base").exists()
 
 
 @pytest.mark.parametrize("change, message", [

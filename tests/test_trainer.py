@@ -5,6 +5,7 @@ from test_train import documents, train_params
 from tiny import tiny_llama
 
 from gistkv.core.gist import GistCollator, add_gist_tokens, model_inputs
+from gistkv.core.prompt import prompt_layout
 from gistkv.training.train import peft_wrap
 from gistkv.training.train_records import tokenize_documents
 from gistkv.training.trainer import two_pass_loss
@@ -14,7 +15,7 @@ def batch_and_model(tokenizer, tiny_model):
     gist_ids = add_gist_tokens(tokenizer, tiny_model, 2)
     model = peft_wrap(tiny_model, gist_ids, train_params(lora_r=4, lora_alpha=8), quantized=False)
     examples = tokenize_documents([dict(document, context=document["context"] + " and more" * index)   # two lengths
-                                   for index, document in enumerate(documents(2))], tokenizer)
+                                   for index, document in enumerate(documents(2))], prompt_layout(tokenizer))
     return model, GistCollator(gist_ids, tokenizer.pad_token_id)(examples), len(gist_ids)
 
 
@@ -59,7 +60,7 @@ def question_batches(tokenizer, tiny_model, answers: list[str]):
     examples = []
     for answer in answers:
         questions = [dict(base["questions"][0], answer=answer)] + base["questions"][1:]
-        examples.append(tokenize_documents([dict(base, questions=questions)], tokenizer)[0])
+        examples.append(tokenize_documents([dict(base, questions=questions)], prompt_layout(tokenizer))[0])
     return model, [GistCollator(gist_ids, tokenizer.pad_token_id)([example]) for example in examples], examples
 
 
@@ -110,7 +111,7 @@ def lora_gradients_of_one_step(tokenizer, gradient_checkpointing: bool) -> tuple
     perturb_adapter(model)
     model.train()
     examples = tokenize_documents([dict(document, context=document["context"] + " and more" * index)
-                                   for index, document in enumerate(documents(2))], tokenizer)
+                                   for index, document in enumerate(documents(2))], prompt_layout(tokenizer))
     batch = GistCollator(gist_ids, tokenizer.pad_token_id)(examples)
     layer_forwards = []
     for layer in model.base_model.model.model.layers:

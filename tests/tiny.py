@@ -75,8 +75,10 @@ def save_llama3_shaped_model(folder: str | Path) -> Path:
     folder = Path(folder)
     tokenizer = tiny_tokenizer()
     tokenizer = starts_with_bos(tokenizer)
-    tokenizer.chat_template = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
-                               "<|endoftext|>\n{% endfor %}")
+    # Llama-3's layout: BOS written by the template, a header per turn, an end-of-turn token, the assistant's header
+    tokenizer.chat_template = ("{{ bos_token }}{% for message in messages %}[{{ message['role'] }}]\n\n"
+                               "{{ message['content'] }}<|endoftext|>{% endfor %}"
+                               "{% if add_generation_prompt %}[assistant]\n\n{% endif %}")
     torch.manual_seed(1)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=4096,

@@ -10,6 +10,7 @@ dtype, device and quantization used in training).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from contextlib import nullcontext
@@ -21,7 +22,7 @@ import torch
 from gistkv.core.decode import model_dtype
 from gistkv.core.gist import add_gist_tokens
 from gistkv.core.model import load_base
-from gistkv.core.prompt import adds_bos
+from gistkv.core.prompt import adds_bos, prompt_layout
 from gistkv.errors import GistkvError
 from gistkv.hardware import slow_autocast_warning
 from gistkv.io import sha256_file
@@ -103,6 +104,11 @@ class Compressor:
     device: str
     context_read: ContextRead = ContextRead()
     reads: object = None
+
+    @functools.cached_property
+    def layout(self):
+        """What surrounds a document and a query, as training laid them out (``gistkv.core.prompt``)."""
+        return prompt_layout(self.tokenizer, bool(self.meta.get("chat_template", False)))
 
     @property
     def max_positions(self) -> int:
@@ -202,6 +208,11 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
         recorded = meta.get("adds_bos", "missing (a compressor from before BOS was handled)")
         raise GistkvError(f"{meta_path}: adds_bos is {recorded} but the tokenizer in {gist_dir} says "
                           f"{adds_bos(tokenizer)}; restore the tokenizer files training saved (or retrain).")
+    # A compressor written before chat templates were handled read plain prompts.
+    if bool(meta.get("chat_template", False)) != base.info["chat_template"]:
+        raise GistkvError(f"{meta_path}: chat_template is {meta.get('chat_template', False)} but its base model "
+                          f"({meta['base_dir']}) was prepared with model.chat_template: {base.info['chat_template']}; "
+                          "prepare the base as training read it (or retrain).")
     context_read = ContextRead.from_meta(meta, meta_path)
     if slow := slow_autocast_warning(context_read.autocast, base.info["device"]):
         log.warning("%s: %s", meta_path, slow)
@@ -216,7 +227,7 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
 
 
 def untrained_compressor(model, tokenizer, num_gist_tokens: int, device: str = "cpu",
-                         context_read: ContextRead = ContextRead()) -> Compressor:
+                         context_read: ContextRead = ContextRead(), chat_template: bool = False) -> Compressor:
     """Wrap any model as a compressor (tests, and accuracy checks during training).
 
     ``ContextRead(encoder="base")`` needs a peft model (its adapter is switched off for the context).
@@ -224,7 +235,7 @@ def untrained_compressor(model, tokenizer, num_gist_tokens: int, device: str = "
     gist_ids = add_gist_tokens(tokenizer, model, num_gist_tokens)
     meta = {"base_model": getattr(model.config, "_name_or_path", "in-memory"), "base_weights_sha256": "in-memory",
             "tokenizer_sha256": "in-memory", "adapter_sha256": "none", "num_gist_tokens": num_gist_tokens,
-            "gist_token_ids": gist_ids, **model_shape(model.config)}
+            "gist_token_ids": gist_ids, "chat_template": chat_template, **model_shape(model.config)}
     return Compressor(model=model, tokenizer=tokenizer, gist_ids=gist_ids, meta=meta, device=device,
                       context_read=context_read)
 

@@ -30,7 +30,7 @@ from transformers import DynamicCache
 
 from gistkv.core.decode import Decoded, greedy_decode, model_dtype
 from gistkv.core.gist import prefix_attention_mask
-from gistkv.core.prompt import document_ids, encode, query_text
+from gistkv.core.prompt import encode, query_text
 from gistkv.errors import GistkvError
 from gistkv.io import atomic_path
 
@@ -181,7 +181,7 @@ def compress(compressor, text: str, warn=None) -> GistKV:
     text_tokens = len(encode(compressor.tokenizer, text))
     if not text_tokens:
         raise GistkvError("the document is empty (no tokens): there is nothing to compress.")
-    context_ids = document_ids(compressor.tokenizer, text)
+    context_ids = compressor.layout.document_ids(text)
     trained = compressor.trained_context_tokens
     if warn is not None and trained and text_tokens > trained:       # both count the text, without BOS
         warn(f"the document has {text_tokens:,} tokens; training never read more than {trained:,}, so answers "
@@ -194,7 +194,7 @@ def compress(compressor, text: str, warn=None) -> GistKV:
 
 def answer_ids(compressor, gist_kv: GistKV, prompt_ids: list[int], max_new_tokens: int = 16,
                on_token=None) -> Decoded:
-    """Answer ``prompt_ids`` (question + answer prefix) from the gist cache only."""
+    """Answer ``prompt_ids`` (``compressor.layout.query_ids``: question, answer prefix) from the gist cache only."""
     model = compressor.model
     cache = gist_kv.to_cache(compressor.device, model_dtype(model))
     prompt = torch.tensor([list(prompt_ids)], device=compressor.device)
@@ -205,6 +205,6 @@ def answer_ids(compressor, gist_kv: GistKV, prompt_ids: list[int], max_new_token
 
 def answer(compressor, gist_kv: GistKV, question: str, max_new_tokens: int = 32, on_token=None) -> str:
     """Answer a free-form question from a gist artifact (several questions can reuse one GistKV)."""
-    prompt_ids = encode(compressor.tokenizer, query_text(question))
+    prompt_ids = compressor.layout.query_ids(query_text(question))
     decoded = answer_ids(compressor, gist_kv, prompt_ids, max_new_tokens=max_new_tokens, on_token=on_token)
     return compressor.tokenizer.decode(decoded.token_ids, skip_special_tokens=True)

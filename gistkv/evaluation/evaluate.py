@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gistkv.core.prompt import document_ids, encode
+from gistkv.core.prompt import encode
 from gistkv.evaluation.methods import SharedRead, context_text
 from gistkv.evaluation.scoring import ruler_string_match, score_number
 from gistkv.params import require
@@ -97,7 +97,7 @@ def warm_up(methods, base_reader, document: dict, max_new_tokens: int, reset: bo
 
 
 def run_document(methods, base_reader, document: dict, max_new_tokens: int, score) -> list[dict]:
-    context_ids = document_ids(base_reader.tokenizer, context_text(document))
+    context_ids = base_reader.layout.document_ids(context_text(document))
     consumers = sum(method.uses_shared_read for method in methods)
     shared = SharedRead(base_reader, context_ids, consumers) if consumers else None
     kv_per_token = per_token_kv_bytes(base_reader.model)

@@ -26,7 +26,7 @@ import torch
 
 from gistkv.core.decode import Decoded, greedy_decode
 from gistkv.core.kv import GistKV, answer_ids, compress_ids, text_sha256
-from gistkv.core.prompt import document_ids, encode, query_text
+from gistkv.core.prompt import query_text
 from gistkv.errors import GistkvError
 
 
@@ -81,7 +81,7 @@ class FullContext:
 
     def answer(self, prepared: Prepared, question: dict, max_new_tokens: int) -> Decoded:
         cache, length = prepared.state
-        query = encode(self.reader.tokenizer, question_query(question))
+        query = self.reader.layout.query_ids(question_query(question))
         decoded = greedy_decode(self.reader.model, torch.tensor([query], device=self.reader.device), cache=cache,
                                 prefix_len=length, first_position=length, max_new_tokens=max_new_tokens,
                                 stop_ids=self.reader.stop_ids)
@@ -104,9 +104,9 @@ class Retrieval:
     def answer(self, prepared: Prepared, question: dict, max_new_tokens: int) -> Decoded:
         document = prepared.state
         hits = self.retriever.retrieve(document["id"], question["question"], self.chunk_tokens, self.top_k)
-        retrieved = document_ids(self.reader.tokenizer, document.get("prefix", "") + "\n".join(hit["text"] for hit in hits))
+        retrieved = self.reader.layout.document_ids(document.get("prefix", "") + "\n".join(hit["text"] for hit in hits))
         cache = self.reader.encode_context(retrieved)
-        query = encode(self.reader.tokenizer, question_query(question))
+        query = self.reader.layout.query_ids(question_query(question))
         decoded = greedy_decode(self.reader.model, torch.tensor([query], device=self.reader.device), cache=cache,
                                 prefix_len=len(retrieved), first_position=len(retrieved),
                                 max_new_tokens=max_new_tokens, stop_ids=self.reader.stop_ids)
@@ -139,7 +139,7 @@ class Gist:
         return Prepared(loaded, loaded.num_gist, {"artifact_bytes": path.stat().st_size})
 
     def answer(self, prepared: Prepared, question: dict, max_new_tokens: int) -> Decoded:
-        query = encode(self.compressor.tokenizer, question_query(question))
+        query = self.compressor.layout.query_ids(question_query(question))
         return answer_ids(self.compressor, prepared.state, query, max_new_tokens=max_new_tokens)
 
 
@@ -156,7 +156,7 @@ class GistEmpty(Gist):
 
     def prepare(self, document: dict, context_ids: list[int], shared: SharedRead | None) -> Prepared:
         if self.empty is None:      # made once: the first document is charged for it
-            self.empty = compress_ids(self.compressor, document_ids(self.compressor.tokenizer, ""))
+            self.empty = compress_ids(self.compressor, self.compressor.layout.document_ids(""))
         return Prepared(self.empty, self.empty.num_gist)
 
     def reset(self) -> None:

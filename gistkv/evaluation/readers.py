@@ -25,7 +25,8 @@ READERS = ("base", "tuned", "gist")
 
 def base_reader(base_dir: Path, autocast: str = "none") -> Compressor:
     loaded = load_base(base_dir)
-    reader = untrained_compressor(loaded.model, loaded.tokenizer, 0, loaded.info["device"], ContextRead("base", autocast))
+    reader = untrained_compressor(loaded.model, loaded.tokenizer, 0, loaded.info["device"], ContextRead("base", autocast),
+                                  chat_template=loaded.info["chat_template"])
     reader.meta.update(base_model=loaded.info["model_id"], base_weights_sha256=loaded.info["weights_sha256"])
     return reader
 

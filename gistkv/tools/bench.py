@@ -16,7 +16,7 @@ import torch
 
 from gistkv.core.decode import greedy_decode, stop_ids_for
 from gistkv.core.kv import GistKV, answer_ids, compress_ids
-from gistkv.core.prompt import document_ids, encode, query_text
+from gistkv.core.prompt import encode, query_text
 from gistkv.data.haystack import load_sentences
 from gistkv.errors import GistkvError
 
@@ -32,19 +32,19 @@ def time_load(base_dir: Path, repeats: int = 3) -> list[float]:
     return seconds
 
 
-def context_of(tokenizer, length: int) -> list[int]:
+def context_of(layout, length: int) -> list[int]:
     text = " ".join(load_sentences("pydoc")[: length])   # plenty of text; cut to the exact length
-    ids = document_ids(tokenizer, text)[: length - 30]     # BOS first when the model card wants it, as in training
-    return ids + encode(tokenizer, " The pass key is 48213. Remember it. 48213 is the pass key.")
+    ids = layout.document_ids(text)[: length - 30]        # the model card's head (BOS, chat turn) first, as in training
+    return ids + encode(layout.tokenizer, " The pass key is 48213. Remember it. 48213 is the pass key.")
 
 
 def kv_benchmark(compressor, lengths: list[int], repeats: int, workdir: Path) -> list[dict]:
     """Per length: artifact bytes, the full KV it replaces, compress tokens/s, TTFT from file vs full."""
     model, tokenizer = compressor.model, compressor.tokenizer
-    prompt = encode(tokenizer, query_text("What is the pass key?"))
+    prompt = compressor.layout.query_ids(query_text("What is the pass key?"))
     rows = []
     for length in lengths:
-        context = context_of(tokenizer, length)
+        context = context_of(compressor.layout, length)
         compress_s, ttft_gist, ttft_full = [], [], []
         path = workdir / f"bench_{length}.gist.safetensors"
         for repeat in range(repeats + 1):              # first round is warm-up
@@ -140,7 +140,7 @@ def step_seconds(base_dir: Path, niah_dir: Path, params_path: Path, lengths: lis
             raise GistkvError(f"{niah_dir}: no training records of {length} tokens "
                               f"(niah.train.context_lengths).")
         seconds = []
-        for example in tokenize_documents(chosen, base.tokenizer):
+        for example in tokenize_documents(chosen, base.layout):
             start = time.perf_counter()
             loss = two_pass_loss(model, collate([example]), len(gist_ids), dtype, params.use_gist_mask,
                                  context_autocast=params.context_autocast)

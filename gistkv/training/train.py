@@ -114,7 +114,8 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
         recipe, num_gist_tokens(gist, params), read_base_meta(base_dir), base.info,
         hashlib.sha256(json.dumps([train_documents, validation_documents], sort_keys=True).encode()).hexdigest(),
         # reads that start with BOS are another recipe (added only then: earlier checkpoints keep their fingerprint)
-        *(["reads start with BOS"] if adds_bos(base.tokenizer) else [])))
+        *(["reads start with BOS"] if adds_bos(base.tokenizer) else []),
+        *(["reads are chat turns"] if base.info["chat_template"] else [])))
     restarts = plateau.read_restarts(checkpoint_dir, params)
     if restarts is None:
         log.info("checkpoints in %s come from restarts these plateau settings would not make; starting clean",
@@ -175,6 +176,7 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
         "context_encoder": params.context_encoder, "context_autocast": params.context_autocast,
         "trained_context_tokens": max(document["context_tokens"] for document in train_documents),
         "adds_bos": adds_bos(tokenizer),     # reads began with BOS in training; so must every later read
+        "chat_template": base.info["chat_template"],     # and were (or were not) turns of the chat template
         "lora": {"r": params.lora_r, "alpha": params.lora_alpha, "target_modules": list(params.target_modules)},
         **model_shape(model.config)})
     # Mean of the logged losses rather than Trainer's own average, which covers only this session.
@@ -232,8 +234,8 @@ def train_attempt(base, train_documents: list[dict], validation_documents: list[
     model.train()
     dtype = step_dtype(base)
 
-    validation = tokenize_documents(validation_documents, tokenizer)
-    training = tokenize_documents(train_documents, tokenizer)
+    validation = tokenize_documents(validation_documents, base.layout)
+    training = tokenize_documents(train_documents, base.layout)
     if params.curriculum:
         # Short contexts first: the copy-through-the-gist skill is learned where it is easy, then stretched.
         training = sorted(training, key=lambda example: len(example["context_ids"]))
@@ -263,7 +265,8 @@ def train_attempt(base, train_documents: list[dict], validation_documents: list[
                 report=None)
     reads = BaseReads() if params.context_read.encoder == "base" else None   # the checks' contexts, read once
     held_out = make_held_out_accuracy(validation_documents, tokenizer, gist_ids, params.use_gist_mask,
-                                      params.context_read, resume_from, reads)
+                                      params.context_read, resume_from, reads,
+                                      chat_template=base.info["chat_template"])
     guard = plateau.make_plateau_check(params, armed)
     trainer = make_gist_trainer()(
         model=model, args=args, train_dataset=training, eval_dataset=validation,

@@ -5,7 +5,7 @@ tokens), so a document read once trains all the questions asked about it. The qu
 layout ``gistkv ask`` uses (``gistkv.core.prompt``), so what the CLI asks is what training taught.
 
     from gistkv.training.train_records import training_documents, tokenize_documents
-    examples = tokenize_documents(training_documents("data/niah", ["en", "ko"], seed=42), tokenizer)
+    examples = tokenize_documents(training_documents("data/niah", ["en", "ko"], seed=42), load_base("models/base").layout)
 """
 
 from __future__ import annotations
@@ -13,16 +13,18 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from gistkv.core.prompt import answer_text, document_ids, encode, query_text
+from gistkv.core.prompt import PromptLayout, answer_text, encode, query_text
 from gistkv.errors import GistkvError
 from gistkv.io import read_jsonl
 
 
-def tokenize_documents(documents: list[dict], tokenizer) -> list[dict]:
-    """``{context_ids, questions: [(query_ids, answer_ids + eos), ...]}`` per document."""
+def tokenize_documents(documents: list[dict], layout: PromptLayout) -> list[dict]:
+    """``{context_ids, questions: [(query_ids, answer_ids + eos), ...]}`` per document, laid out as ``layout``
+    (the model card's: ``LoadedModel.layout``) says."""
+    tokenizer = layout.tokenizer
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    return [{"context_ids": document_ids(tokenizer, document["context"]),
-             "questions": [(encode(tokenizer, query_text(question["question"])),
+    return [{"context_ids": layout.document_ids(document["context"]),
+             "questions": [(layout.query_ids(query_text(question["question"])),
                             encode(tokenizer, answer_text(question["answer"])) + eos)
                            for question in document["questions"]]}
             for document in documents]

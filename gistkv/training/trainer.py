@@ -131,7 +131,7 @@ def make_gist_trainer():
 
 def make_held_out_accuracy(documents: list[dict], tokenizer, gist_ids: list[int], use_gist_mask: bool,
                            context_read: ContextRead, resume_from: str | None, reads: BaseReads | None = None,
-                           max_new_tokens: int = 12):
+                           max_new_tokens: int = 12, chat_template: bool = False):
     """A callback that answers the held-out (dev) documents' questions at every evaluation, with the
     inference code itself (compress + store + answer from the gist file, or the control's full-context
     answer): the accuracy-vs-steps curve, and how often questions about absent facts are declined. The
@@ -153,7 +153,7 @@ def make_held_out_accuracy(documents: list[dict], tokenizer, gist_ids: list[int]
                 return
             peft_model = unwrap(model)
             device = str(next(peft_model.parameters()).device)
-            compressor = untrained_compressor(peft_model, tokenizer, len(gist_ids), device, context_read)
+            compressor = untrained_compressor(peft_model, tokenizer, len(gist_ids), device, context_read, chat_template)
             compressor.reads = reads
             method = Gist(compressor) if use_gist_mask else FullContext(compressor, "tuned")
             rows = evaluate_documents([method], compressor, documents, max_new_tokens, score_niah, warm_up_first=False)
