@@ -84,6 +84,27 @@ def test_readers_that_would_read_differently_are_refused(trained, tmp_path):
         load_readers(base, root / "gist", tmp_path / "lora", {"gist", "tuned"})
 
 
+def test_readers_trained_on_plain_prompts_are_refused_beside_a_chat_base(trained, tmp_path):
+    """One read of a document serves every reader: a base laid out as chat turns cannot serve a plain-prompt gist."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from gistkv.core.model import ModelParams, prepare_base, read_base_meta
+
+    base, root = trained
+    source = shutil.copytree(read_base_meta(base)["path"], tmp_path / "source")
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    tokenizer.chat_template = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+                               "<|endoftext|>{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    tokenizer.save_pretrained(str(source))
+    prepare_base(ModelParams(source=str(source), embedded_package="unused", embedded_gguf="unused", embedded_sha256="0",
+                             dtype="float32", load_in_4bit=False, device="cpu", chat_template=True),
+                 tmp_path / "chat_base", tmp_path / "downloads")
+    with pytest.raises(GistkvError, match="gist: trained with chat_template False, but .*chat_base lays reads out with True"):
+        load_readers(tmp_path / "chat_base", root / "gist", root / "lora", {"gist"})
+
+
 @pytest.mark.parametrize("meta, message", [
     ({"context_encoder": "frozen"}, "compressor.json: context_encoder 'frozen' is not one of adapted, base"),
     ({"context_encoder": "base", "context_autocast": "float8"},

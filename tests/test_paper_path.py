@@ -102,17 +102,48 @@ def test_chat_template_reads_are_one_user_turn_in_training_compression_and_answe
     assert layout.document_ids("The sky") + layout.query_ids(query_text("Why?")) == encode(tokenizer, turn)
     assert layout.head_ids.count(tokenizer.bos_token_id) == 1 and layout.head_ids[0] == tokenizer.bos_token_id
     meta, reply = train_compress_answer(base, tmp_path)
-    assert meta["chat_template"] is True and isinstance(reply, str)
+    assert meta["chat_template"] is True and isinstance(reply, str) and meta["prompt_layout"] == layout.record()
     stored = GistKV.load(tmp_path / "doc.safetensors")
     text = "The grass is green. The pass key is 12345."
     assert int(stored.metadata["context_tokens"]) == len(layout.head_ids) + len(encode(tokenizer, text))
+    meta_path = tmp_path / "gist" / "compressor.json"
+    saved = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**saved, "prompt_layout": {**saved["prompt_layout"], "head_ids": [1]}}))
+    with pytest.raises(GistkvError, match="compressor.json: prompt_layout .* differs from what the tokenizer in"):
+        load_compressor(tmp_path / "gist")          # e.g. a template edited since training
     (tmp_path / "plain").mkdir()
     plain = prepared(save_llama3_shaped_model(tmp_path / "llama3"), tmp_path / "plain")
-    meta_path = tmp_path / "gist" / "compressor.json"
-    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "base_dir": str(plain)}))
+    meta_path.write_text(json.dumps({**saved, "base_dir": str(plain)}))
     with pytest.raises(GistkvError, match="compressor.json: chat_template is True but its base model .* was prepared "
                                           "with model.chat_template: False"):
         load_compressor(tmp_path / "gist")
+
+
+def test_a_chat_turn_ends_as_the_template_ends_it_on_any_day():
+    """A template whose assistant turn ends in its own marker (Gemma's <end_of_turn>, Llama-3's <|eot_id|>): training
+    answers end with it and decoding stops at it; a dated system prompt (Llama-3.1's) reads one fixed date."""
+    from tiny import tiny_llama, tiny_tokenizer
+
+    from gistkv.core.compressor import untrained_compressor
+    from gistkv.training.train_records import tokenize_documents
+
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = (
+        "{% if not date_string is defined %}{% set date_string = strftime_now('%d %b %Y %H:%M:%S') %}{% endif %}"
+        "Today: {{ date_string }}\n{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+        "{{ message['content'] }}[end]\n{% endfor %}{% if add_generation_prompt %}<|im_start|>model\n{% endif %}")
+    layout = prompt_layout(tokenizer, chat_template=True)
+    assert tokenizer.decode(layout.head_ids).startswith("Today: 26 Jul 2024\n")
+    assert layout.end_ids == tuple(encode(tokenizer, "[end]")) and layout.end_ids != (tokenizer.eos_token_id,)
+    document = {"context": "The sky is blue.", "questions": [{"question": "What colour?", "answer": "blue"}]}
+    (query, answer_ids), = tokenize_documents([document], layout)[0]["questions"]
+    assert answer_ids[-len(layout.end_ids):] == list(layout.end_ids) and query[-len(layout.tail_ids):] == list(layout.tail_ids)
+    reader = untrained_compressor(tiny_llama(len(tokenizer)), tokenizer, 0, chat_template=True)
+    assert layout.end_ids[0] in reader.stop_ids
+    tokenizer.chat_template = "{{ raise_exception('system messages only') }}"
+    with pytest.raises(GistkvError, match="^model.chat_template: true, but the tokenizer of .* fails to render one user "
+                                          "turn \\(TemplateError: system messages only\\); set model.chat_template: false"):
+        prompt_layout(tokenizer, chat_template=True)
 
 
 def test_chat_template_without_one_in_the_tokenizer_is_refused_when_the_base_is_prepared(tmp_path):

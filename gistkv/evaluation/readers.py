@@ -50,4 +50,11 @@ def load_readers(base_dir: Path, gist_dir: Path, tuned_dir: Path, wanted: set[st
                           "with the same train.context_autocast.")
     autocast = next(iter(reads.values())).autocast if reads else "none"
     readers["base"] = base_reader(base_dir, autocast)
+    # One read of each document serves every reader, so all must lay prompts out alike (chat template or not).
+    layout = readers["base"].layout
+    for name, reader in readers.items():
+        if (reader.layout.chat_template, reader.layout.record()) != (layout.chat_template, layout.record()):
+            raise GistkvError(f"{gist_dir if name == 'gist' else tuned_dir}: trained with chat_template "
+                              f"{reader.layout.chat_template}, but {base_dir} lays reads out with "
+                              f"{layout.chat_template}; evaluate with the base it was trained on (or retrain).")
     return readers

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from gistkv.core.decode import greedy_decode, stop_ids_for
+from gistkv.core.decode import greedy_decode
 from gistkv.core.kv import GistKV, answer_ids, compress_ids
 from gistkv.core.prompt import encode, query_text
 from gistkv.data.haystack import load_sentences
@@ -57,7 +57,7 @@ def kv_benchmark(compressor, lengths: list[int], repeats: int, workdir: Path) ->
             gist_answer = answer_ids(compressor, loaded, prompt, max_new_tokens=1)
             from_file = time.perf_counter() - start       # load from disk + prefill + first token
             full = greedy_decode(model, torch.tensor([context + prompt]), max_new_tokens=1,
-                                 stop_ids=stop_ids_for(tokenizer))
+                                 stop_ids=compressor.stop_ids)
             if repeat:
                 compress_s.append(elapsed)
                 ttft_gist.append(from_file)

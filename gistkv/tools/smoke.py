@@ -72,7 +72,8 @@ def synthetic_base(base_dir: Path, folder: Path, shape: dict, device: str) -> Pa
     tokenizer.save_pretrained(str(folder / "weights"))
     del model
     params = ModelParams(source=str(folder / "weights"), embedded_package="unused", embedded_gguf="unused",
-                         embedded_sha256="0", dtype="bfloat16", load_in_4bit=False, device=device)
+                         embedded_sha256="0", dtype="bfloat16", load_in_4bit=False, device=device,
+                         chat_template=bool(read_base_meta(base_dir)["load"].get("chat_template", False)))
     prepare_base(params, folder / "base", folder / "downloads")
     return folder / "base"
 

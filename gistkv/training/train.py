@@ -176,7 +176,8 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
         "context_encoder": params.context_encoder, "context_autocast": params.context_autocast,
         "trained_context_tokens": max(document["context_tokens"] for document in train_documents),
         "adds_bos": adds_bos(tokenizer),     # reads began with BOS in training; so must every later read
-        "chat_template": base.info["chat_template"],     # and were (or were not) turns of the chat template
+        "chat_template": base.info["chat_template"],     # and were (or were not) turns of the chat template,
+        "prompt_layout": base.layout.record(),           # with these ids around every document and query
         "lora": {"r": params.lora_r, "alpha": params.lora_alpha, "target_modules": list(params.target_modules)},
         **model_shape(model.config)})
     # Mean of the logged losses rather than Trainer's own average, which covers only this session.

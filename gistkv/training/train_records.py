@@ -4,8 +4,11 @@ Every question of a document becomes one ``[query][answer]`` block after the con
 tokens), so a document read once trains all the questions asked about it. The query is the free-form
 layout ``gistkv ask`` uses (``gistkv.core.prompt``), so what the CLI asks is what training taught.
 
+    from gistkv.core.model import load_tokenizer
+    from gistkv.core.prompt import prompt_layout
     from gistkv.training.train_records import training_documents, tokenize_documents
-    examples = tokenize_documents(training_documents("data/niah", ["en", "ko"], seed=42), load_base("models/base").layout)
+    tokenizer, _ = load_tokenizer("models/base")      # (with model.chat_template: true, prompt_layout(tokenizer, True))
+    examples = tokenize_documents(training_documents("data/niah", ["en", "ko"], seed=42), prompt_layout(tokenizer))
 """
 
 from __future__ import annotations
@@ -19,13 +22,12 @@ from gistkv.io import read_jsonl
 
 
 def tokenize_documents(documents: list[dict], layout: PromptLayout) -> list[dict]:
-    """``{context_ids, questions: [(query_ids, answer_ids + eos), ...]}`` per document, laid out as ``layout``
-    (the model card's: ``LoadedModel.layout``) says."""
+    """``{context_ids, questions: [(query_ids, answer_ids + end), ...]}`` per document, laid out as ``layout``
+    (the model card's: ``LoadedModel.layout``) says; ``end`` is EOS, or the chat template's end of turn."""
     tokenizer = layout.tokenizer
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     return [{"context_ids": layout.document_ids(document["context"]),
              "questions": [(layout.query_ids(query_text(question["question"])),
-                            encode(tokenizer, answer_text(question["answer"])) + eos)
+                            encode(tokenizer, answer_text(question["answer"])) + list(layout.end_ids))
                            for question in document["questions"]]}
             for document in documents]
 
