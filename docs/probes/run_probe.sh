@@ -1,0 +1,27 @@
+#!/bin/bash
+# usage: run.sh NAME key=value ...  (reduced-scale probe; see docs/experiments.md "Probes at a reduced scale")
+set -e
+NAME=$1; shift
+D=/work/probes/$NAME; mkdir -p $D
+cd /work/main; . .venv/bin/activate
+python - "$D/params.yaml" "$@" <<'PY'
+import sys, yaml
+out, *sets = sys.argv[1:]
+p = yaml.safe_load(open("params.yaml"))
+over = {"niah.train.context_lengths": [128, 256, 512], "niah.train.samples_per_length": [200, 180, 120],
+        "train.max_steps": 1000, "train.lr_scheduler_kwargs.num_decay_steps": 300,
+        "niah.dev.context_lengths": [512], "niah.dev.samples_per_length": [48], "train.validation_samples": 32}
+for s in sets:
+    k, v = s.split("=", 1); over[k] = yaml.safe_load(v)
+for k, v in over.items():
+    node = p; *head, last = k.split(".")
+    for h in head: node = node[h]
+    assert last in node, k
+    node[last] = v
+yaml.safe_dump(p, open(out, "w"), allow_unicode=True, sort_keys=False)
+print(over)
+PY
+for l in en ko; do python stages/make_niah.py --lang $l --params $D/params.yaml --out-root $D/niah; done
+start=$(date +%s)
+python stages/train_gist.py --params $D/params.yaml --base ${BASE:-models/base} --niah $D/niah --out $D/gist --checkpoints $D/ckpt --metrics $D/train $EXTRA
+echo "train minutes: $(( ($(date +%s)-start)/60 ))"

@@ -1,0 +1,23 @@
+"""Ask a probe's gist about its own training documents, by the number of needles (facts + distractors) they hold.
+
+    python docs/probes/train_docs_check.py p-adapted     # reads /work/probes/p-adapted/{gist,niah}
+"""
+import json, sys, re
+from gistkv.core.compressor import load_compressor
+from gistkv.core.kv import compress, answer
+probe = sys.argv[1]
+c = load_compressor(f"/work/probes/{probe}/gist", base_dir="/work/main/models/base")
+docs = [json.loads(l) for l in open(f"/work/probes/{probe}/niah/en/train.jsonl")]
+picked = [d for d in docs if d["context_tokens"] <= 140][:12] + [d for d in docs if d["context_tokens"] >= 500][:12]
+stats = {}
+for d in picked:
+    kv = compress(c, d["context"])
+    present = [q for q in d["questions"] if q.get("kind", "present") == "present"]
+    n = len(d["facts"])
+    for q in present:
+        got = answer(c, kv, q["question"], 12).strip()
+        key = (n, d["context_tokens"] >= 500)
+        ok = re.sub(r"\D", "", got) == q["answer"]
+        s = stats.setdefault(key, [0, 0]); s[0] += ok; s[1] += 1
+        print(n, d["context_tokens"], q["answer"], "->", got[:30], "OK" if ok else "")
+print({f"{k[0]} facts, {'512' if k[1] else '128'} tok": f"{v[0]}/{v[1]}" for k, v in sorted(stats.items())})
