@@ -1,9 +1,13 @@
 #!/bin/bash
-# usage: run.sh NAME key=value ...  (reduced-scale probe; see docs/experiments.md "Probes at a reduced scale")
+# A reduced-scale probe (docs/experiments.md, "Probes at a reduced scale"): make_niah + train_gist with a params copy.
+#   docs/probes/run_probe.sh p-adapted train.context_encoder=adapted
+#   EXTRA=--control docs/probes/run_probe.sh p-ctl                        # the plain-LoRA control
+#   BASE=/tmp/base-nf4 EXTRA=--control docs/probes/run_probe.sh p-ctl-nf4  # a base prepared with model.load_in_4bit
+# Writes $PROBES/NAME/ (default /work/probes): params.yaml, niah/, gist/, ckpt/, train/ (held-out checks in train/).
 set -e
 NAME=$1; shift
-D=/work/probes/$NAME; mkdir -p $D
-cd /work/main; . .venv/bin/activate
+D=${PROBES:-/work/probes}/$NAME; mkdir -p "$D"
+cd "$(dirname "$0")/../.."
 python - "$D/params.yaml" "$@" <<'PY'
 import sys, yaml
 out, *sets = sys.argv[1:]
@@ -21,7 +25,6 @@ for k, v in over.items():
 yaml.safe_dump(p, open(out, "w"), allow_unicode=True, sort_keys=False)
 print(over)
 PY
-for l in en ko; do python stages/make_niah.py --lang $l --params $D/params.yaml --out-root $D/niah; done
-start=$(date +%s)
-python stages/train_gist.py --params $D/params.yaml --base ${BASE:-models/base} --niah $D/niah --out $D/gist --checkpoints $D/ckpt --metrics $D/train $EXTRA
-echo "train minutes: $(( ($(date +%s)-start)/60 ))"
+for l in en ko; do python stages/make_niah.py --lang $l --params "$D/params.yaml" --out-root "$D/niah"; done
+python stages/train_gist.py --params "$D/params.yaml" --base "${BASE:-models/base}" --niah "$D/niah" --out "$D/gist" \
+  --checkpoints "$D/ckpt" --metrics "$D/train" $EXTRA

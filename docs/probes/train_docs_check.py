@@ -1,6 +1,6 @@
 """Ask a probe's gist about its own training documents, by the number of needles (facts + distractors) they hold.
 
-    python docs/probes/train_docs_check.py p-adapted     # reads /work/probes/p-adapted/{gist,niah}
+    python docs/probes/train_docs_check.py p-adapted     # reads /work/probes/p-adapted/{gist,niah} (run_probe.sh)
 """
 import json, sys, re
 from gistkv.core.compressor import load_compressor
