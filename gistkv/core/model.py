@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gistkv.core.nf4_cpu import limit_packing_to_packable
 from gistkv.data.wheel_file import WheelFile, fetch
 from gistkv.errors import GistkvError
 from gistkv.io import atomic_dir, sha256_file, write_json
@@ -202,6 +203,8 @@ def load_base(base_dir: str | Path, *, device: str | None = None) -> LoadedModel
     model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     if quantization != "nf4":
         model.to(device)
+    else:
+        limit_packing_to_packable(model)
     model.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -26,6 +26,7 @@ import torch
 from gistkv.core.compressor import ADAPTER_DIR, COMPRESSOR_META, POSITION_SCHEME, model_shape
 from gistkv.core.gist import GistCollator, add_gist_tokens
 from gistkv.core.model import load_base, read_base_meta
+from gistkv.core.nf4_cpu import keep_trainable
 from gistkv.core.prompt import adds_bos
 from gistkv.hardware import slow_autocast_warning
 from gistkv.io import write_json
@@ -53,6 +54,7 @@ def peft_wrap(model, gist_ids: list[int], params: TrainParams, quantized: bool):
     # Non-reentrant checkpointing (torch's recommendation): replays with the cache passed as a keyword.
     checkpointing = {"use_reentrant": False}
     if quantized:
+        keep_trainable(model)    # an eval-mode pass must not switch layers to bitsandbytes' inference-only kernel
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=params.gradient_checkpointing,
                                                 gradient_checkpointing_kwargs=checkpointing)
     elif params.gradient_checkpointing:
