@@ -11,12 +11,12 @@ paired table, ``gistkv.reporting.tables.paired_lines``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from gistkv.evaluation.scoring import wilson_interval
+from gistkv.io import read_jsonl
 from gistkv.reporting.tables import paired_lines
 
 
@@ -27,8 +27,7 @@ def main(runs: list[str] = typer.Argument(..., help="LABEL=predictions.jsonl[,mo
         label, paths = run.split("=", 1)
         labels.append(label)
         for path in paths.split(","):
-            for line in Path(path).read_text(encoding="utf-8").splitlines():
-                row = json.loads(line)
+            for row in read_jsonl(path):
                 if row["method"] == method:
                     # ids repeat across languages' files: the file name keeps a pair within one document
                     rows.append({**row, "method": label, "id": f"{Path(path).stem}/{row['id']}"})

@@ -1,8 +1,8 @@
 """bitsandbytes' AVX512-BF16 repacking of NF4 weights on the CPU, allowed only where it is safe.
 
-On a CPU with AVX512-BF16 (``gistkv doctor`` names the host's flags), a bitsandbytes ``Linear4bit`` repacks its weight
-the first time it runs in eval mode without gradients, once and for good, into a layout that only an inference kernel
-(``F.gemv_4bit``, no autograd) reads. Two harms follow, both seen on such a host (docs/experiments.md):
+On a CPU with AVX512-BF16 (``gistkv doctor`` says whether the CPU has native bfloat16), a bitsandbytes
+``Linear4bit`` repacks its weight the first time it runs in eval mode without gradients, once and for good, into a
+layout that only an inference kernel (``F.gemv_4bit``, no autograd) reads. Two harms follow, both seen on such a host (docs/experiments.md):
 
 * a layer whose input width is not a multiple of the quantization block cannot be packed and every forward raises
   ``shape '[32, 0]' is invalid`` (the tiny test models; CI failed on it);
@@ -10,8 +10,7 @@ the first time it runs in eval mode without gradients, once and for good, into a
   gradient flows back through the frozen 4-bit weights to earlier layers: a QLoRA probe diverged at step ~30 on such a
   host while the same run trained on a host without the flag.
 
-    python -c "from gistkv.core.model import load_base; from gistkv.core.nf4_cpu import packable_layers; \\
-               print(packable_layers(load_base('models/base').model))"
+    python -m pytest tests/test_nf4_cpu.py      # fails without this module on an AVX512-BF16 host
 """
 
 from __future__ import annotations
@@ -21,11 +20,9 @@ PACKED_ROWS = 32
 
 
 def four_bit_layers(model) -> list:
-    """Every bitsandbytes ``Linear4bit`` in ``model`` (none when bitsandbytes is not installed)."""
-    try:
-        from bitsandbytes.nn import Linear4bit
-    except ImportError:
-        return []
+    """Every bitsandbytes ``Linear4bit`` in ``model``."""
+    from bitsandbytes.nn import Linear4bit
+
     return [module for module in model.modules() if isinstance(module, Linear4bit)]
 
 
@@ -58,8 +55,3 @@ def keep_trainable(model) -> None:
         unpack(layer)
         layer.support_avx512bf16_for_cpu = False
 
-
-def packable_layers(model) -> str:
-    """'<packing on>/<4-bit layers>', e.g. '210/210' for SmolLM2 on an AVX512-BF16 host, '0/210' elsewhere."""
-    layers = four_bit_layers(model)
-    return f"{sum(bool(layer.support_avx512bf16_for_cpu) for layer in layers)}/{len(layers)}"
