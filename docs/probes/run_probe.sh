@@ -3,6 +3,7 @@
 #   docs/probes/run_probe.sh p-adapted train.context_encoder=adapted
 #   EXTRA=--control docs/probes/run_probe.sh p-ctl                        # the plain-LoRA control
 #   BASE=/tmp/base-nf4 EXTRA=--control docs/probes/run_probe.sh p-ctl-nf4  # a base prepared with model.load_in_4bit
+#   docs/probes/run_probe.sh p-distill +train.distill_from=/work/probes/p-ctl500/gist   # + : a key params.yaml lacks
 # Writes $PROBES/NAME/ (default /work/probes): params.yaml, niah/, gist/, ckpt/, train/ (held-out checks in train/).
 set -e
 NAME=$1; shift
@@ -18,9 +19,10 @@ over = {"niah.train.context_lengths": [128, 256, 512], "niah.train.samples_per_l
 for s in sets:
     k, v = s.split("=", 1); over[k] = yaml.safe_load(v)
 for k, v in over.items():
-    node = p; *head, last = k.split(".")
+    new = k.startswith("+")   # +train.distill_from=...: a key params.yaml does not hold yet (its dataclass default)
+    node = p; *head, last = k.lstrip("+").split(".")
     for h in head: node = node[h]
-    assert last in node, k
+    assert new or last in node, k
     node[last] = v
 yaml.safe_dump(p, open(out, "w"), allow_unicode=True, sort_keys=False)
 print(over)

@@ -33,6 +33,7 @@ from gistkv.io import write_json
 from gistkv.training import plateau
 from gistkv.training.base_reads import BaseReads
 from gistkv.training.checkpoints import prepare_checkpoints, record_elapsed, seconds_before, sort_adapter_config, fingerprint
+from gistkv.training.distill import load_teacher
 from gistkv.training.peft_fast import fast_trainable_tokens
 from gistkv.training.read_only_cache import keep_cache_when_checkpointing
 from gistkv.training.train_config import GistParams, TrainParams
@@ -137,7 +138,7 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
         if stuck is not None:   # resumed past the check: decided from the checkpoint's logged losses, no training
             spent_s, spent_checks_s = seconds_before(resume_from)
         else:
-            run = train_attempt(base, train_documents, validation_documents, num_gist_tokens(gist, params),
+            run = train_attempt(base, base_dir, train_documents, validation_documents, num_gist_tokens(gist, params),
                                 dataclasses.replace(params, seed=seed), checkpoint_dir, metrics_dir, resume_from,
                                 stop_after_steps, armed)
             if run.stuck is None:
@@ -222,7 +223,7 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def train_attempt(base, train_documents: list[dict], validation_documents: list[dict], num_gist: int,
+def train_attempt(base, base_dir: str | Path, train_documents: list[dict], validation_documents: list[dict], num_gist: int,
                   params: TrainParams, checkpoint_dir: Path, metrics_dir: Path, resume_from: str | None,
                   stop_after_steps: int | None, armed: bool) -> Attempt:
     """Train one seed (``params.seed``) from ``resume_from`` or from scratch; with ``armed``, stop
@@ -271,12 +272,13 @@ def train_attempt(base, train_documents: list[dict], validation_documents: list[
                                       params.context_read, resume_from, reads,
                                       chat_template=base.info["chat_template"])
     guard = plateau.make_plateau_check(params, armed)
+    teacher = load_teacher(params.distill_from, base_dir, base.info["device"]) if params.distill_from else None
     trainer = make_gist_trainer()(
         model=model, args=args, train_dataset=training, eval_dataset=validation,
         data_collator=GistCollator(gist_ids, tokenizer.pad_token_id, dtype, params.use_gist_mask),
         callbacks=[DVCLiveCallback(live=live), StopAfter(), held_out, guard], num_gist=len(gist_ids), dtype=dtype,
         use_gist_mask=params.use_gist_mask, context_read=params.context_read, curriculum=params.curriculum,
-        held_out_reads=reads)
+        held_out_reads=reads, teacher=teacher, distill_weight=params.distill_weight)
     before_s, checks_before_s = seconds_before(resume_from)
     run = Attempt(trainer, gist_ids, held_out, live, float("nan"), Path(resume_from).name if resume_from else "",
                   before_s, checks_before_s)

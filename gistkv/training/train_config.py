@@ -58,6 +58,8 @@ class TrainParams:
     plateau_loss: float = 1.2        # ... i.e. whose mean training loss over the window ending there is above this
     plateau_window: int = 50
     plateau_restarts: int = 2        # at most this many restarts; the last attempt trains on whatever it reaches
+    distill_from: str = ""           # a plain-LoRA control's folder (models/lora): its hidden states teach the gist's
+    distill_weight: float = 1.0      # question/answer tokens (gistkv.training.distill), at this weight; "" = off
 
     def validate(self, where: str) -> None:
         for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha", "logging_steps",
@@ -78,6 +80,10 @@ class TrainParams:
         require(self.plateau_window >= self.logging_steps, f"{where}.plateau_window",
                 f"must cover at least one logged loss (logging_steps={self.logging_steps}).")
         require(self.plateau_restarts >= 0, f"{where}.plateau_restarts", "must be >= 0.")
+        if self.distill_from:
+            require(self.use_gist_mask and self.context_encoder == "base", f"{where}.distill_from",
+                    "needs the gist mask and context_encoder: base (the control teaches the gist, from a shared read).")
+            require(self.distill_weight >= 0, f"{where}.distill_weight", f"must be >= 0, got {self.distill_weight}.")
         if unknown := self.context_read.unknown_value():
             key, value, allowed = unknown
             raise GistkvError(f"{where}.{key}: must be one of {allowed}, got {value!r}.")

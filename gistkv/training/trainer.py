@@ -25,6 +25,7 @@ from gistkv.core.compressor import ContextRead, context_cache
 from gistkv.core.gist import AFTER, CONTEXT, GIST, model_inputs, tail_attention_mask
 from gistkv.io import write_json
 from gistkv.training.base_reads import BaseReads
+from gistkv.training.distill import state_loss, teacher_states
 from gistkv.training.read_only_cache import ReadOnlyCache, reads_context_read_only
 
 VAL_ACCURACY = "gistkv_val_accuracy.json"   # in each checkpoint: the held-out accuracy curve so far
@@ -38,11 +39,12 @@ def unwrap(model):
 def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gist: int, dtype: torch.dtype,
                 use_gist_mask: bool, tail_positions: torch.Tensor | None = None,
                 tail_blocks: torch.Tensor | None = None, context_autocast: str = "none",
-                reads: BaseReads | None = None) -> torch.Tensor:
+                reads: BaseReads | None = None, teacher=None):
     """Logits (T, vocab) of ``[gist; query; answer …]`` on top of the context as the base model reads it
     (adapter off, no gradient); positions continue after the context, as at inference
     (``tail_positions``/``tail_blocks``: the collator's, when the tail holds several question blocks;
-    ``reads``: held-out contexts read once per run, for the checks)."""
+    ``reads``: held-out contexts read once per run, for the checks). With a ``teacher`` (``gistkv.training.distill``)
+    it returns (logits, the student's and the teacher's hidden states of the question and answer tokens)."""
     context_len, tail_len = len(context_ids), len(tail_ids)
     device = tail_ids.device
     if tail_positions is None:
@@ -52,33 +54,50 @@ def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gi
     if reads_context_read_only(unwrap(model)):      # gradient checkpointing: a replayed layer must see the same context
         cache = ReadOnlyCache(cache)
     after_blocks = tail_blocks[num_gist:] if tail_blocks is not None else None
-    return model(input_ids=tail_ids[None], cache=cache, use_cache=True,
-                 attention_mask=tail_attention_mask(context_len, num_gist, tail_len - num_gist, dtype, device,
-                                                    use_gist_mask, after_blocks),
-                 position_ids=tail_positions[None]).logits[0]
+    taught = None
+    if teacher is not None:     # first: the student's pass may append its own keys to the cache
+        taught = teacher_states(teacher, cache, tail_ids[num_gist:], tail_positions[num_gist:] - num_gist,
+                                after_blocks, context_len, dtype)
+    output = model(input_ids=tail_ids[None], cache=cache, use_cache=True,
+                   attention_mask=tail_attention_mask(context_len, num_gist, tail_len - num_gist, dtype, device,
+                                                      use_gist_mask, after_blocks),
+                   position_ids=tail_positions[None], output_hidden_states=teacher is not None)
+    if teacher is None:
+        return output.logits[0]
+    return output.logits[0], tuple(state[0, num_gist:] for state in output.hidden_states[1:]), taught
 
 
 def two_pass_loss(model, inputs: dict, num_gist: int, dtype: torch.dtype, use_gist_mask: bool,
                   num_items_in_batch=None, context_autocast: str = "none",
-                  reads: BaseReads | None = None) -> torch.Tensor:
+                  reads: BaseReads | None = None, teacher=None, distill_weight: float = 0.0,
+                  distilled: list | None = None) -> torch.Tensor:
     """Answer-token cross-entropy with the context read by the base model (``tail_logits``).
 
     Rows run one at a time (each has its own context length); the loss is the summed token loss
     over ``num_items_in_batch`` when the Trainer counts items, else the mean per answer token.
+    With a ``teacher``, each row adds ``distill_weight`` x its state loss (``gistkv.training.distill``)
+    per answer token, and appends that state loss to ``distilled`` (for the log).
     """
     total, count = None, 0
     for row in range(inputs["input_ids"].shape[0]):
         segments, ids, labels = inputs["segments"][row], inputs["input_ids"][row], inputs["labels"][row]
         in_tail = (segments == GIST) | (segments == AFTER)
-        logits = tail_logits(model, ids[segments == CONTEXT], ids[in_tail], num_gist, dtype, use_gist_mask,
+        result = tail_logits(model, ids[segments == CONTEXT], ids[in_tail], num_gist, dtype, use_gist_mask,
                              inputs["position_ids"][row][in_tail], inputs["blocks"][row][in_tail], context_autocast,
-                             reads)
+                             reads, teacher)
+        logits = result[0] if teacher is not None else result
         tail_labels = labels[in_tail]
         # Token t predicts token t+1, as in the single-pass causal LM loss.
         # (Across a block boundary the target is the next block's first query token: never a label.)
         row_loss = F.cross_entropy(logits[:-1].float(), tail_labels[1:], ignore_index=-100, reduction="sum")
+        row_count = int((tail_labels[1:] != -100).sum())
+        if teacher is not None:
+            states = state_loss(result[1], result[2])
+            row_loss = row_loss + distill_weight * states * row_count
+            if distilled is not None:
+                distilled.append(float(states.detach()))
         total = row_loss if total is None else total + row_loss
-        count += int((tail_labels[1:] != -100).sum())
+        count += row_count
     return total / (num_items_in_batch if num_items_in_batch is not None else max(count, 1))
 
 
@@ -93,8 +112,10 @@ def make_gist_trainer():
         it calls, held-out accuracy), so the training time can be told apart from the measuring."""
 
         def __init__(self, *args, num_gist: int, dtype: torch.dtype, use_gist_mask: bool, context_read: ContextRead,
-                     curriculum: bool, held_out_reads: BaseReads | None = None, **kwargs):
+                     curriculum: bool, held_out_reads: BaseReads | None = None, teacher=None,
+                     distill_weight: float = 0.0, **kwargs):
             super().__init__(*args, **kwargs)
+            self.teacher, self.distill_weight, self.distilled = teacher, distill_weight, []
             self.num_gist, self.gist_dtype, self.use_gist_mask = num_gist, dtype, use_gist_mask
             self.context_read, self.curriculum = context_read, curriculum
             self.checks_s = 0.0
@@ -106,13 +127,22 @@ def make_gist_trainer():
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             # Held-out checks (model in eval mode) read their contexts once per run; training records
             # are each read once anyway.
+            # The held-out loss stays plain cross-entropy, comparable with and without a teacher.
+            teacher = self.teacher if model.training else None
             loss = two_pass_loss(model, inputs, self.num_gist, self.gist_dtype, self.use_gist_mask, num_items_in_batch,
-                                 self.context_read.autocast, None if model.training else self.held_out_reads)
+                                 self.context_read.autocast, None if model.training else self.held_out_reads,
+                                 teacher, self.distill_weight, self.distilled)
             if num_items_in_batch is not None and self.args.average_tokens_across_devices:
                 # num_items_in_batch counts every rank's answer tokens and DDP averages the ranks' gradients:
                 # scale back by the world size, as Trainer.compute_loss does, so W ranks equal one on the same batch.
                 loss = loss * self.accelerator.num_processes
             return (loss, {"loss": loss}) if return_outputs else loss
+
+        def log(self, logs, *args, **kwargs):
+            if self.distilled and "loss" in logs:   # the state loss, unweighted, since the last log
+                logs["distill_state_loss"] = round(sum(self.distilled) / len(self.distilled), 4)
+                self.distilled.clear()
+            return super().log(logs, *args, **kwargs)
 
         def evaluate(self, *args, **kwargs):
             start = time.perf_counter()
