@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from gistkv.core.decode import model_dtype
-from gistkv.core.gist import add_gist_tokens
+from gistkv.core.gist import GIST_VIEWS, add_gist_tokens
 from gistkv.core.model import load_base
 from gistkv.core.prompt import adds_bos, prompt_layout
 from gistkv.errors import GistkvError
@@ -139,6 +139,11 @@ class Compressor:
         adapter_off = read.encoder == "base" and hasattr(self.model, "disable_adapter")
         return context_cache(self.model, ids, adapter_off=adapter_off, autocast=read.autocast)
 
+    @property
+    def gist_view(self) -> str:
+        """What each gist token sees of the context (``gistkv.core.gist.GIST_VIEWS``); "all" before it was recorded."""
+        return self.meta.get("gist_view", "all")
+
     def identity(self) -> dict:
         return {key: self.meta[key] for key in ("base_model", "base_weights_sha256", "tokenizer_sha256",
                                                 "adapter_sha256", "num_gist_tokens", "num_layers",
@@ -219,6 +224,8 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
         raise GistkvError(f"{meta_path}: prompt_layout {recorded} differs from what the tokenizer in {gist_dir} lays "
                           f"out now {layout.record()}; restore the tokenizer files training saved (or retrain).")
     context_read = ContextRead.from_meta(meta, meta_path)
+    if meta.get("gist_view", "all") not in GIST_VIEWS:
+        raise GistkvError(f"{meta_path}: gist_view {meta['gist_view']!r} is not one of {', '.join(GIST_VIEWS)}.")
     if slow := slow_autocast_warning(context_read.autocast, base.info["device"]):
         log.warning("%s: %s", meta_path, slow)
     model = PeftModel.from_pretrained(base.model, str(gist_dir / ADAPTER_DIR))
@@ -232,7 +239,8 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
 
 
 def untrained_compressor(model, tokenizer, num_gist_tokens: int, device: str = "cpu",
-                         context_read: ContextRead = ContextRead(), chat_template: bool = False) -> Compressor:
+                         context_read: ContextRead = ContextRead(), chat_template: bool = False,
+                         gist_view: str = "all") -> Compressor:
     """Wrap any model as a compressor (tests, and accuracy checks during training).
 
     ``ContextRead(encoder="base")`` needs a peft model (its adapter is switched off for the context).
@@ -240,7 +248,8 @@ def untrained_compressor(model, tokenizer, num_gist_tokens: int, device: str = "
     gist_ids = add_gist_tokens(tokenizer, model, num_gist_tokens)
     meta = {"base_model": getattr(model.config, "_name_or_path", "in-memory"), "base_weights_sha256": "in-memory",
             "tokenizer_sha256": "in-memory", "adapter_sha256": "none", "num_gist_tokens": num_gist_tokens,
-            "gist_token_ids": gist_ids, "chat_template": chat_template, **model_shape(model.config)}
+            "gist_token_ids": gist_ids, "chat_template": chat_template, "gist_view": gist_view,
+            **model_shape(model.config)}
     return Compressor(model=model, tokenizer=tokenizer, gist_ids=gist_ids, meta=meta, device=device,
                       context_read=context_read)
 

@@ -35,6 +35,9 @@ GIST_TOKEN_TEMPLATE = "<GIST_{index}>"
 # Segment codes, one per token position.
 PAD, CONTEXT, GIST, AFTER = 0, 1, 2, 3
 
+# What a gist token sees of the context (``train.gist_view``): "all" of it, or its own chunk ("chunks").
+GIST_VIEWS = ("all", "chunks")
+
 
 def gist_token_strings(num_tokens: int) -> list[str]:
     return [GIST_TOKEN_TEMPLATE.format(index=index) for index in range(num_tokens)]
@@ -116,15 +119,44 @@ def prefix_attention_mask(prefix_len: int, query_len: int, dtype: torch.dtype, d
     return mask[None, None]
 
 
+def gist_view_blocked(context_len: int, num_gist: int, gist_view: str, device=None) -> torch.Tensor | None:
+    """(num_gist, context_len), True where a gist token may not see a context token; None for the view "all".
+
+    "chunks": the context splits into ``num_gist`` contiguous chunks of near-equal length; gist token i sees
+    chunk i and the first token (BOS: the attention sink every read starts with) — and, causally, the gist
+    tokens before it. Each gist token then holds its own stretch of the document, so two facts far apart
+    cannot collapse into one blended number (docs/experiments.md, the probes).
+
+        >>> gist_view_blocked(6, 3, "chunks").int()
+        tensor([[0, 0, 1, 1, 1, 1],
+                [0, 1, 0, 0, 1, 1],
+                [0, 1, 1, 1, 0, 0]], dtype=torch.int32)
+    """
+    if gist_view == "all":
+        return None
+    if gist_view != "chunks":
+        raise GistkvError(f"gist_view: must be one of {', '.join(GIST_VIEWS)}, got {gist_view!r}.")
+    bounds = [context_len * index // num_gist for index in range(num_gist + 1)]
+    blocked = torch.ones(num_gist, context_len, dtype=torch.bool, device=device)
+    for index in range(num_gist):
+        blocked[index, bounds[index]:bounds[index + 1]] = False
+    blocked[:, :1] = False
+    return blocked
+
+
 def tail_attention_mask(context_len: int, num_gist: int, num_after: int, dtype: torch.dtype, device=None,
-                        use_gist_mask: bool = True, after_blocks: torch.Tensor | None = None) -> torch.Tensor:
+                        use_gist_mask: bool = True, after_blocks: torch.Tensor | None = None,
+                        gist_view: str = "all") -> torch.Tensor:
     """Mask (1, 1, T, context+T) for ``[gist; query; answer …]`` (T tokens) on top of a cached context.
 
     The same rules as ``gist_attention_mask``, for the two-pass layout: gist rows see the
-    context, query/answer rows see only the gist tokens and their own block (the context too
-    without ``use_gist_mask``). ``after_blocks`` numbers the ``num_after`` tokens' blocks.
+    context (all of it, or their chunk: ``gist_view_blocked``), query/answer rows see only the gist
+    tokens and their own block (the context too without ``use_gist_mask``). ``after_blocks`` numbers
+    the ``num_after`` tokens' blocks. With ``num_after`` 0 it is the compression pass's mask.
     """
     mask = prefix_attention_mask(context_len, num_gist + num_after, dtype, device)
+    if (blocked := gist_view_blocked(context_len, num_gist, gist_view, device)) is not None:
+        mask[0, 0, :num_gist, :context_len].masked_fill_(blocked, torch.finfo(dtype).min)
     if use_gist_mask:
         mask[0, 0, num_gist:, :context_len] = torch.finfo(dtype).min
     if after_blocks is not None:

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, safe_open, save
 from transformers import DynamicCache
 
 from gistkv.core.decode import Decoded, greedy_decode, model_dtype
-from gistkv.core.gist import prefix_attention_mask
+from gistkv.core.gist import tail_attention_mask
 from gistkv.core.prompt import encode, query_text
 from gistkv.errors import GistkvError
 from gistkv.io import atomic_path
@@ -158,7 +158,8 @@ def compress_ids(compressor, context_ids: list[int], cache=None) -> GistKV:
     cache = compressor.encode_context(context_ids) if cache is None else cache
     # Gist tokens see the whole context and each other causally: the single-pass layout, in two passes.
     out = model(input_ids=torch.tensor([list(gist_ids)], device=device),
-                attention_mask=prefix_attention_mask(len(context_ids), len(gist_ids), model_dtype(model), device),
+                attention_mask=tail_attention_mask(len(context_ids), len(gist_ids), 0, model_dtype(model), device,
+                                                   gist_view=compressor.gist_view),
                 position_ids=torch.arange(len(context_ids), total, device=device)[None], cache=cache, use_cache=True,
                 logits_to_keep=1)
     num_gist = len(gist_ids)

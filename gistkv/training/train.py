@@ -176,6 +176,7 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
         "base_dir": str(base_dir), "num_gist_tokens": len(run.gist_ids), "gist_token_ids": run.gist_ids,
         "position_scheme": POSITION_SCHEME, "dtype": base.info["dtype"], "device": base.info["device"],
         "quantization": base.info["quantization"], "use_gist_mask": params.use_gist_mask,
+        "gist_view": params.gist_view,
         "context_encoder": params.context_encoder, "context_autocast": params.context_autocast,
         "trained_context_tokens": max(document["context_tokens"] for document in train_documents),
         "adds_bos": adds_bos(tokenizer),     # reads began with BOS in training; so must every later read
@@ -270,7 +271,7 @@ def train_attempt(base, base_dir: str | Path, train_documents: list[dict], valid
     reads = BaseReads() if params.context_read.encoder == "base" else None   # the checks' contexts, read once
     held_out = make_held_out_accuracy(validation_documents, tokenizer, gist_ids, params.use_gist_mask,
                                       params.context_read, resume_from, reads,
-                                      chat_template=base.info["chat_template"])
+                                      chat_template=base.info["chat_template"], gist_view=params.gist_view)
     guard = plateau.make_plateau_check(params, armed)
     teacher = load_teacher(params.distill_from, base_dir, base.info["device"]) if params.distill_from else None
     trainer = make_gist_trainer()(
@@ -278,7 +279,8 @@ def train_attempt(base, base_dir: str | Path, train_documents: list[dict], valid
         data_collator=GistCollator(gist_ids, tokenizer.pad_token_id, dtype, params.use_gist_mask),
         callbacks=[DVCLiveCallback(live=live), StopAfter(), held_out, guard], num_gist=len(gist_ids), dtype=dtype,
         use_gist_mask=params.use_gist_mask, context_read=params.context_read, curriculum=params.curriculum,
-        held_out_reads=reads, teacher=teacher, distill_weight=params.distill_weight)
+        held_out_reads=reads, teacher=teacher, distill_weight=params.distill_weight,
+        gist_view=params.gist_view)
     before_s, checks_before_s = seconds_before(resume_from)
     run = Attempt(trainer, gist_ids, held_out, live, float("nan"), Path(resume_from).name if resume_from else "",
                   before_s, checks_before_s)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gistkv.core.compressor import ContextRead
+from gistkv.core.gist import GIST_VIEWS
 from gistkv.errors import GistkvError
 from gistkv.params import require
 
@@ -60,6 +61,8 @@ class TrainParams:
     plateau_restarts: int = 2        # at most this many restarts; the last attempt trains on whatever it reaches
     distill_from: str = ""           # a plain-LoRA control's folder (models/lora): its hidden states teach the gist's
     distill_weight: float = 1.0      # question/answer tokens (gistkv.training.distill), at this weight; "" = off
+    gist_view: str = "all"           # what a gist token sees of the context: "all", or its own chunk ("chunks";
+                                     # gistkv.core.gist.gist_view_blocked)
 
     def validate(self, where: str) -> None:
         for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha", "logging_steps",
@@ -84,6 +87,10 @@ class TrainParams:
             require(self.use_gist_mask and self.context_encoder == "base", f"{where}.distill_from",
                     "needs the gist mask and context_encoder: base (the control teaches the gist, from a shared read).")
             require(self.distill_weight >= 0, f"{where}.distill_weight", f"must be >= 0, got {self.distill_weight}.")
+        require(self.gist_view in GIST_VIEWS, f"{where}.gist_view",
+                f"must be one of {', '.join(GIST_VIEWS)}, got {self.gist_view!r}.")
+        require(self.gist_view == "all" or (self.use_gist_mask and self.context_encoder == "base"), f"{where}.gist_view",
+                "chunks needs the gist mask and context_encoder: base (the two-pass read that masks per gist token).")
         if unknown := self.context_read.unknown_value():
             key, value, allowed = unknown
             raise GistkvError(f"{where}.{key}: must be one of {allowed}, got {value!r}.")

@@ -39,7 +39,7 @@ def unwrap(model):
 def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gist: int, dtype: torch.dtype,
                 use_gist_mask: bool, tail_positions: torch.Tensor | None = None,
                 tail_blocks: torch.Tensor | None = None, context_autocast: str = "none",
-                reads: BaseReads | None = None, teacher=None):
+                reads: BaseReads | None = None, teacher=None, gist_view: str = "all"):
     """Logits (T, vocab) of ``[gist; query; answer …]`` on top of the context as the base model reads it
     (adapter off, no gradient); positions continue after the context, as at inference
     (``tail_positions``/``tail_blocks``: the collator's, when the tail holds several question blocks;
@@ -60,7 +60,7 @@ def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gi
                                 after_blocks, context_len, dtype)
     output = model(input_ids=tail_ids[None], cache=cache, use_cache=True,
                    attention_mask=tail_attention_mask(context_len, num_gist, tail_len - num_gist, dtype, device,
-                                                      use_gist_mask, after_blocks),
+                                                      use_gist_mask, after_blocks, gist_view),
                    position_ids=tail_positions[None], output_hidden_states=teacher is not None)
     if teacher is None:
         return output.logits[0]
@@ -70,7 +70,7 @@ def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gi
 def two_pass_loss(model, inputs: dict, num_gist: int, dtype: torch.dtype, use_gist_mask: bool,
                   num_items_in_batch=None, context_autocast: str = "none",
                   reads: BaseReads | None = None, teacher=None, distill_weight: float = 0.0,
-                  distilled: list | None = None) -> torch.Tensor:
+                  distilled: list | None = None, gist_view: str = "all") -> torch.Tensor:
     """Answer-token cross-entropy with the context read by the base model (``tail_logits``).
 
     Rows run one at a time (each has its own context length); the loss is the summed token loss
@@ -84,7 +84,7 @@ def two_pass_loss(model, inputs: dict, num_gist: int, dtype: torch.dtype, use_gi
         in_tail = (segments == GIST) | (segments == AFTER)
         result = tail_logits(model, ids[segments == CONTEXT], ids[in_tail], num_gist, dtype, use_gist_mask,
                              inputs["position_ids"][row][in_tail], inputs["blocks"][row][in_tail], context_autocast,
-                             reads, teacher)
+                             reads, teacher, gist_view)
         logits = result[0] if teacher is not None else result
         tail_labels = labels[in_tail]
         # Token t predicts token t+1, as in the single-pass causal LM loss.
@@ -113,9 +113,10 @@ def make_gist_trainer():
 
         def __init__(self, *args, num_gist: int, dtype: torch.dtype, use_gist_mask: bool, context_read: ContextRead,
                      curriculum: bool, held_out_reads: BaseReads | None = None, teacher=None,
-                     distill_weight: float = 0.0, **kwargs):
+                     distill_weight: float = 0.0, gist_view: str = "all", **kwargs):
             super().__init__(*args, **kwargs)
             self.teacher, self.distill_weight, self.distilled = teacher, distill_weight, []
+            self.gist_view = gist_view
             self.num_gist, self.gist_dtype, self.use_gist_mask = num_gist, dtype, use_gist_mask
             self.context_read, self.curriculum = context_read, curriculum
             self.checks_s = 0.0
@@ -131,7 +132,7 @@ def make_gist_trainer():
             teacher = self.teacher if model.training else None
             loss = two_pass_loss(model, inputs, self.num_gist, self.gist_dtype, self.use_gist_mask, num_items_in_batch,
                                  self.context_read.autocast, None if model.training else self.held_out_reads,
-                                 teacher, self.distill_weight, self.distilled)
+                                 teacher, self.distill_weight, self.distilled, self.gist_view)
             if num_items_in_batch is not None and self.args.average_tokens_across_devices:
                 # num_items_in_batch counts every rank's answer tokens and DDP averages the ranks' gradients:
                 # scale back by the world size, as Trainer.compute_loss does, so W ranks equal one on the same batch.
@@ -161,7 +162,7 @@ def make_gist_trainer():
 
 def make_held_out_accuracy(documents: list[dict], tokenizer, gist_ids: list[int], use_gist_mask: bool,
                            context_read: ContextRead, resume_from: str | None, reads: BaseReads | None = None,
-                           max_new_tokens: int = 12, chat_template: bool = False):
+                           max_new_tokens: int = 12, chat_template: bool = False, gist_view: str = "all"):
     """A callback that answers the held-out (dev) documents' questions at every evaluation, with the
     inference code itself (compress + store + answer from the gist file, or the control's full-context
     answer): the accuracy-vs-steps curve, and how often questions about absent facts are declined. The
@@ -183,7 +184,8 @@ def make_held_out_accuracy(documents: list[dict], tokenizer, gist_ids: list[int]
                 return
             peft_model = unwrap(model)
             device = str(next(peft_model.parameters()).device)
-            compressor = untrained_compressor(peft_model, tokenizer, len(gist_ids), device, context_read, chat_template)
+            compressor = untrained_compressor(peft_model, tokenizer, len(gist_ids), device, context_read, chat_template,
+                                              gist_view)
             compressor.reads = reads
             method = Gist(compressor) if use_gist_mask else FullContext(compressor, "tuned")
             rows = evaluate_documents([method], compressor, documents, max_new_tokens, score_niah, warm_up_first=False)

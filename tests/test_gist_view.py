@@ -1,0 +1,68 @@
+"""train.gist_view "chunks": each gist token reads its own stretch of the context, in training and in compression alike."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_trainer import perturb_adapter
+from test_train import documents, train_params
+
+from gistkv.core.compressor import ContextRead, untrained_compressor
+from gistkv.core.gist import GistCollator, add_gist_tokens, gist_view_blocked, prefix_attention_mask
+from gistkv.core.kv import compress_ids
+from gistkv.core.prompt import prompt_layout
+from gistkv.errors import GistkvError
+from gistkv.training.train import peft_wrap
+from gistkv.training.train_records import tokenize_documents
+from gistkv.training.trainer import two_pass_loss
+
+
+def test_each_gist_token_sees_its_chunk_and_the_first_token():
+    blocked = gist_view_blocked(10, 3, "chunks")
+    seen = [torch.nonzero(~row).flatten().tolist() for row in blocked]
+    assert seen == [[0, 1, 2], [0, 3, 4, 5], [0, 6, 7, 8, 9]]
+    assert gist_view_blocked(10, 3, "all") is None
+    with pytest.raises(GistkvError, match="gist_view"):
+        gist_view_blocked(10, 3, "halves")
+
+
+@pytest.mark.parametrize("view, first_changes", [("chunks", False), ("all", True)])
+def test_a_change_in_the_last_chunk_reaches_only_the_last_gist_token(tokenizer, tiny_model, view, first_changes):
+    compressor = untrained_compressor(tiny_model, tokenizer, 3, gist_view=view)
+    context = tokenizer("the weather was mild and birds sang in the trees all day long", add_special_tokens=False).input_ids
+    changed = context[:-1] + [context[-1] + 1]
+    one, two = compress_ids(compressor, context), compress_ids(compressor, changed)
+    # (layer 0's keys and values come from the gist tokens' own embeddings: the last layer's show what they read)
+    assert torch.equal(one.values[-1][:, :2], two.values[-1][:, :2]) != first_changes
+    assert not torch.equal(one.values[-1][:, 2], two.values[-1][:, 2])
+
+
+def test_the_training_loss_is_the_loss_of_the_compressed_gist(tokenizer, tiny_model):
+    """two_pass_loss with "chunks" equals answering each question from compress_ids' gist cache."""
+    gist_ids = add_gist_tokens(tokenizer, tiny_model, 3)
+    model = peft_wrap(tiny_model, gist_ids, train_params(lora_r=4, lora_alpha=8), quantized=False)
+    perturb_adapter(model)          # the adapter acts on the gist tokens, not on the context read
+    example = tokenize_documents(documents(1), prompt_layout(tokenizer))[0]
+    batch = GistCollator(gist_ids, tokenizer.pad_token_id)([example])
+    compressor = untrained_compressor(model, tokenizer, 3, context_read=ContextRead("base"), gist_view="chunks")
+    with torch.no_grad():
+        trained = two_pass_loss(model, batch, 3, torch.float32, True, gist_view="chunks")
+        everything = two_pass_loss(model, batch, 3, torch.float32, True)
+        gist_kv = compress_ids(compressor, example["context_ids"])
+        total, count = 0.0, 0
+        for query_ids, answer_ids in example["questions"]:
+            after = list(query_ids) + list(answer_ids)
+            start = gist_kv.position_offset
+            logits = model(input_ids=torch.tensor([after]), cache=gist_kv.to_cache("cpu", torch.float32),
+                           attention_mask=prefix_attention_mask(3, len(after), torch.float32),
+                           position_ids=torch.arange(start, start + len(after))[None], use_cache=True).logits[0]
+            total += F.cross_entropy(logits[len(query_ids) - 1:-1], torch.tensor(answer_ids), reduction="sum")
+            count += len(answer_ids)
+    torch.testing.assert_close(trained, total / count, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(trained, everything, atol=1e-4)     # the view changes what the gist reads
+
+
+def test_chunks_need_the_two_pass_read():
+    with pytest.raises(GistkvError, match="gist_view"):
+        train_params(gist_view="chunks", context_encoder="adapted").validate("train")
+    with pytest.raises(GistkvError, match="gist_view"):
+        train_params(gist_view="thirds").validate("train")
