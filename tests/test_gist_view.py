@@ -3,11 +3,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from test_gist import two_pass_logits
 from test_trainer import perturb_adapter
 from test_train import documents, train_params
 
 from gistkv.core.compressor import ContextRead, untrained_compressor
-from gistkv.core.gist import GistCollator, add_gist_tokens, gist_view_blocked, prefix_attention_mask
+from gistkv.core.gist import GistCollator, add_gist_tokens, gist_view_blocked
 from gistkv.core.kv import compress_ids
 from gistkv.core.prompt import prompt_layout
 from gistkv.errors import GistkvError
@@ -47,14 +48,10 @@ def test_the_training_loss_is_the_loss_of_the_compressed_gist(tokenizer, tiny_mo
     with torch.no_grad():
         trained = two_pass_loss(model, batch, 3, torch.float32, True, gist_view="chunks")
         everything = two_pass_loss(model, batch, 3, torch.float32, True)
-        gist_kv = compress_ids(compressor, example["context_ids"])
         total, count = 0.0, 0
         for query_ids, answer_ids in example["questions"]:
-            after = list(query_ids) + list(answer_ids)
-            start = gist_kv.position_offset
-            logits = model(input_ids=torch.tensor([after]), cache=gist_kv.to_cache("cpu", torch.float32),
-                           attention_mask=prefix_attention_mask(3, len(after), torch.float32),
-                           position_ids=torch.arange(start, start + len(after))[None], use_cache=True).logits[0]
+            logits = two_pass_logits(model, compressor, {"context_ids": example["context_ids"],
+                                                         "query_ids": list(query_ids), "answer_ids": list(answer_ids)})
             total += F.cross_entropy(logits[len(query_ids) - 1:-1], torch.tensor(answer_ids), reduction="sum")
             count += len(answer_ids)
     torch.testing.assert_close(trained, total / count, atol=1e-5, rtol=1e-4)

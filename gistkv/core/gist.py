@@ -123,7 +123,7 @@ def gist_view_blocked(context_len: int, num_gist: int, gist_view: str, device=No
     """(num_gist, context_len), True where a gist token may not see a context token; None for the view "all".
 
     "chunks": the context splits into ``num_gist`` contiguous chunks of near-equal length; gist token i sees
-    chunk i and the first token (BOS: the attention sink every read starts with) — and, causally, the gist
+    chunk i and the context's first token (BOS where the tokenizer adds one: an attention sink) — and, causally, the gist
     tokens before it. Each gist token then holds its own stretch of the document, so two facts far apart
     cannot collapse into one blended number (docs/experiments.md, the probes).
 

@@ -156,7 +156,8 @@ def compress_ids(compressor, context_ids: list[int], cache=None) -> GistKV:
                           f"model's {max_positions} positions — split the document and compress each part.")
     device = compressor.device
     cache = compressor.encode_context(context_ids) if cache is None else cache
-    # Gist tokens see the whole context and each other causally: the single-pass layout, in two passes.
+    # Gist tokens see the context (all of it, or their chunk: compressor.gist_view) and each other causally:
+    # training's mask (tail_attention_mask), with no tokens after the gist.
     out = model(input_ids=torch.tensor([list(gist_ids)], device=device),
                 attention_mask=tail_attention_mask(len(context_ids), len(gist_ids), 0, model_dtype(model), device,
                                                    gist_view=compressor.gist_view),
