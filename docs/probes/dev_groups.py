@@ -2,10 +2,11 @@
 
     python docs/probes/dev_groups.py p-single        # reads /work/probes/p-single/{gist,niah}
 """
-import json, re, sys
+import json, sys
 from collections import defaultdict
 from gistkv.core.compressor import load_compressor
 from gistkv.core.kv import compress, answer
+from gistkv.evaluation.evaluate import score_niah   # the pipeline's rule: the first number is the key
 probe = sys.argv[1]
 c = load_compressor(f"/work/probes/{probe}/gist", base_dir="/work/main/models/base")
 stats = defaultdict(lambda: [0, 0])
@@ -18,5 +19,5 @@ for lang in ("en", "ko"):
                 continue
             got = answer(c, kv, q["question"], 12).strip()
             s = stats[(lang, d["group"])]
-            s[0] += re.sub(r"\D", "", got) == q["answer"]; s[1] += 1
+            s[0] += score_niah(got, q)["correct"]; s[1] += 1
 print({f"{lang} {group}": f"{a}/{n}" for (lang, group), (a, n) in sorted(stats.items())})

@@ -2,9 +2,10 @@
 
     python docs/probes/train_docs_check.py p-adapted     # reads /work/probes/p-adapted/{gist,niah} (run_probe.sh)
 """
-import json, sys, re
+import json, sys
 from gistkv.core.compressor import load_compressor
 from gistkv.core.kv import compress, answer
+from gistkv.evaluation.evaluate import score_niah   # the pipeline's rule: the first number is the key
 probe = sys.argv[1]
 c = load_compressor(f"/work/probes/{probe}/gist", base_dir="/work/main/models/base")
 docs = [json.loads(l) for l in open(f"/work/probes/{probe}/niah/en/train.jsonl")]
@@ -18,7 +19,7 @@ for d in picked:
     for q in present:
         got = answer(c, kv, q["question"], 12).strip()
         key = (n, d["context_tokens"] >= 0.9 * longest)
-        ok = re.sub(r"\D", "", got) == q["answer"]
+        ok = score_niah(got, q)["correct"]
         s = stats.setdefault(key, [0, 0]); s[0] += ok; s[1] += 1
         print(n, d["context_tokens"], q["answer"], "->", got[:30], "OK" if ok else "")
 print({f"{k[0]} facts, {longest if k[1] else 128} tok": f"{v[0]}/{v[1]}" for k, v in sorted(stats.items())})
