@@ -39,6 +39,7 @@ from gistkv.training.read_only_cache import keep_cache_when_checkpointing
 from gistkv.training.train_config import GistParams, TrainParams
 from gistkv.training.train_records import tokenize_documents
 from gistkv.training.trainer import make_gist_trainer, make_held_out_accuracy
+from gistkv.training.warm_start import check_same_shape, load_warm_start, warm_start_digest
 
 log = logging.getLogger(__name__)
 PLATEAU_FIELDS = ("plateau_check_step", "plateau_loss", "plateau_window", "plateau_restarts")
@@ -112,13 +113,21 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
     load_peak_gib = cuda_peak_gib(base.info["device"], reset=True)
     if slow := slow_autocast_warning(params.context_autocast, base.info["device"]):
         log.warning("%s", slow)
-    recipe = {key: value for key, value in dataclasses.asdict(params).items() if key not in PLATEAU_FIELDS}
+    # init_from enters as the digest of what it holds (below), not as a path that may be retrained in place
+    recipe = {key: value for key, value in dataclasses.asdict(params).items()
+              if key not in PLATEAU_FIELDS and key != "init_from"}
+    if params.init_from:
+        check_same_shape(params.init_from, {
+            "num_gist_tokens": num_gist_tokens(gist, params), "use_gist_mask": params.use_gist_mask,
+            "context_encoder": params.context_encoder, "base_weights_sha256": base.info["weights_sha256"],
+            "lora": {"r": params.lora_r, "alpha": params.lora_alpha, "target_modules": list(params.target_modules)}})
     resume_from = prepare_checkpoints(checkpoint_dir, fingerprint(
         recipe, num_gist_tokens(gist, params), read_base_meta(base_dir), base.info,
         hashlib.sha256(json.dumps([train_documents, validation_documents], sort_keys=True).encode()).hexdigest(),
         # reads that start with BOS are another recipe (added only then: earlier checkpoints keep their fingerprint)
         *(["reads start with BOS"] if adds_bos(base.tokenizer) else []),
-        *(["reads are chat turns"] if base.info["chat_template"] else [])))
+        *(["reads are chat turns"] if base.info["chat_template"] else []),
+        *([f"warm start {warm_start_digest(params.init_from)}"] if params.init_from else [])))
     restarts = plateau.read_restarts(checkpoint_dir, params)
     if restarts is None:
         log.info("checkpoints in %s come from restarts these plateau settings would not make; starting clean",
@@ -236,6 +245,8 @@ def train_attempt(base, base_dir: str | Path, train_documents: list[dict], valid
     model, tokenizer = base.model, base.tokenizer
     gist_ids = add_gist_tokens(tokenizer, model, num_gist)
     model = peft_wrap(model, gist_ids, params, quantized=base.info["quantization"] == "nf4")
+    if params.init_from and resume_from is None:    # a resumed run's checkpoint already holds the weights
+        log.info("warm start: %d adapter tensors from %s", load_warm_start(model, params.init_from), params.init_from)
     model.train()
     dtype = step_dtype(base)
 

@@ -63,6 +63,8 @@ class TrainParams:
     distill_weight: float = 1.0      # question/answer tokens (gistkv.training.distill), at this weight; "" = off
     gist_view: str = "all"           # what a gist token sees of the context: "all", or its own chunk ("chunks";
                                      # gistkv.core.gist.gist_view_blocked)
+    init_from: str = ""              # a trained compressor's folder whose adapter seeds this run (gistkv.training.
+                                     # warm_start); "" = a fresh LoRA
 
     def validate(self, where: str) -> None:
         for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha", "logging_steps",

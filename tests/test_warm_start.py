@@ -1,0 +1,44 @@
+"""train.init_from: a run starts from a trained compressor's adapter, or refuses one of another shape."""
+
+import pytest
+from test_train import documents, train_params
+
+from gistkv.errors import GistkvError
+from gistkv.training.train import train_compressor
+from gistkv.training.train_config import GistParams
+
+
+@pytest.fixture(scope="module")
+def seed_compressor(tiny_base, tmp_path_factory):
+    """A tiny compressor (2 gist tokens, 4 steps at a high constant rate, so its adapter is far from a fresh one)."""
+    root = tmp_path_factory.mktemp("seed")
+    result = train_compressor(tiny_base, documents(12), documents(2, 100), GistParams(num_tokens=2),
+                              train_params(learning_rate=3e-2, lr_scheduler="constant", lr_scheduler_kwargs={}), root / "gist", root / "ckpt", root / "m")
+    return root / "gist", result
+
+
+def test_a_warm_start_begins_where_its_seed_compressor_ended(tiny_base, tmp_path, seed_compressor):
+    gist_dir, seed = seed_compressor
+    args = (tiny_base, documents(12, start=50), documents(2, 100), GistParams(num_tokens=2))
+    outputs = (tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m")
+    warm = train_compressor(*args, train_params(max_steps=2, init_from=str(gist_dir)), *outputs)
+    # the same dev documents, read through the seed's adapter and gist rows: the seed's last held-out loss
+    assert warm["eval_loss_initial"] == pytest.approx(seed["eval_loss_final"], abs=1e-4)
+    cold = train_compressor(*args, train_params(max_steps=2), tmp_path / "cold", tmp_path / "ckpt-cold", tmp_path / "mc")
+    assert abs(cold["eval_loss_initial"] - seed["eval_loss_final"]) > 1e-3    # which a fresh LoRA does not start at
+    # a retrained seed must not let the warm run resume checkpoints made from the old one
+    again = train_compressor(*args, train_params(max_steps=2, init_from=str(tmp_path / "cold")), *outputs)
+    assert again["resumed_from"] == "" and again["eval_loss_initial"] == pytest.approx(cold["eval_loss_final"], abs=1e-4)
+
+
+def test_a_seed_of_another_shape_or_no_seed_is_a_one_line_error(tiny_base, tmp_path, seed_compressor):
+    gist_dir, _ = seed_compressor
+    run = (tiny_base, documents(4), documents(2, 100))
+    outputs = (tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m")
+    with pytest.raises(GistkvError, match=r"compressor.json has num_gist_tokens=2 but this run trains num_gist_tokens=3"):
+        train_compressor(*run, GistParams(num_tokens=3), train_params(init_from=str(gist_dir)), *outputs)
+    with pytest.raises(GistkvError, match=r"has lora=.*'r': 4.* but this run trains lora=.*'r': 8"):
+        train_compressor(*run, GistParams(num_tokens=2), train_params(lora_r=8, init_from=str(gist_dir)), *outputs)
+    with pytest.raises(GistkvError, match=r"train.init_from: .*nowhere/compressor.json: missing"):
+        train_compressor(*run, GistParams(num_tokens=2), train_params(init_from=str(tmp_path / "nowhere")), *outputs)
+    assert not (tmp_path / "gist").exists()      # refused before anything was written
