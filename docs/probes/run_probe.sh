@@ -4,6 +4,7 @@
 #   EXTRA=--control docs/probes/run_probe.sh p-ctl                        # the plain-LoRA control
 #   BASE=/tmp/base-nf4 EXTRA=--control docs/probes/run_probe.sh p-ctl-nf4  # a base prepared with model.load_in_4bit
 #   docs/probes/run_probe.sh p-distill +train.distill_from=/work/probes/p-ctl500/gist   # + : a key params.yaml lacks
+#   docs/probes/run_probe.sh p-ladder2 +train.init_from=/work/probes/p-l128/gist         # a warm start (same shape)
 # Writes $PROBES/NAME/ (default /work/probes): params.yaml, niah/, gist/, ckpt/, train/ (held-out checks in train/).
 set -e
 NAME=$1; shift
