@@ -13,7 +13,8 @@ def seed_compressor(tiny_base, tmp_path_factory):
     """A tiny compressor (2 gist tokens, 4 steps at a high constant rate, so its adapter is far from a fresh one)."""
     root = tmp_path_factory.mktemp("seed")
     result = train_compressor(tiny_base, documents(12), documents(2, 100), GistParams(num_tokens=2),
-                              train_params(learning_rate=3e-2, lr_scheduler="constant", lr_scheduler_kwargs={}), root / "gist", root / "ckpt", root / "m")
+                              train_params(learning_rate=3e-2, lr_scheduler="constant", lr_scheduler_kwargs={}),
+                              root / "gist", root / "ckpt", root / "m")
     return root / "gist", result
 
 

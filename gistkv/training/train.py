@@ -120,7 +120,7 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
         check_same_shape(params.init_from, {
             "num_gist_tokens": num_gist_tokens(gist, params), "use_gist_mask": params.use_gist_mask,
             "context_encoder": params.context_encoder, "base_weights_sha256": base.info["weights_sha256"],
-            "lora": {"r": params.lora_r, "alpha": params.lora_alpha, "target_modules": list(params.target_modules)}})
+            "lora": params.lora_record})
     resume_from = prepare_checkpoints(checkpoint_dir, fingerprint(
         recipe, num_gist_tokens(gist, params), read_base_meta(base_dir), base.info,
         hashlib.sha256(json.dumps([train_documents, validation_documents], sort_keys=True).encode()).hexdigest(),
@@ -191,7 +191,7 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
         "adds_bos": adds_bos(tokenizer),     # reads began with BOS in training; so must every later read
         "chat_template": base.info["chat_template"],     # and were (or were not) turns of the chat template,
         "prompt_layout": base.layout.record(),           # with these ids around every document and query
-        "lora": {"r": params.lora_r, "alpha": params.lora_alpha, "target_modules": list(params.target_modules)},
+        "lora": params.lora_record,
         **model_shape(model.config)})
     # Mean of the logged losses rather than Trainer's own average, which covers only this session.
     losses = [value for _, value in curve(history, "loss")]

@@ -101,5 +101,10 @@ class TrainParams:
                 f"{self.context_autocast!r} needs context_encoder: base, got {self.context_encoder!r}.")
 
     @property
+    def lora_record(self) -> dict:
+        """The adapter's shape as compressor.json records it (and a warm start checks it)."""
+        return {"r": self.lora_r, "alpha": self.lora_alpha, "target_modules": list(self.target_modules)}
+
+    @property
     def context_read(self) -> ContextRead:
         return ContextRead(self.context_encoder, self.context_autocast)

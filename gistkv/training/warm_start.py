@@ -57,24 +57,20 @@ def load_warm_start(model, init_from: str | Path) -> int:
     """Copy the adapter in ``init_from`` (LoRA A/B and the gist-token rows) into the peft ``model``;
     returns the number of tensors loaded. Every saved tensor must find its place, and every trained
     tensor of the model must be covered, or the run would silently start half fresh."""
-    from peft import set_peft_model_state_dict
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from safetensors.torch import load_file
 
     path = adapter_file(init_from)
     state = load_file(str(path))
+    # the names peft would save for this model, as training saved the seed's (save_embedding_layers=False)
+    missing = sorted(set(get_peft_model_state_dict(model, save_embedding_layers=False)) - set(state))
     result = set_peft_model_state_dict(model, state)
     if result.unexpected_keys:
         raise GistkvError(f"train.init_from: {path} holds tensors this model lacks "
                           f"({', '.join(sorted(result.unexpected_keys)[:3])}, ...); warm-start from a compressor "
                           "of the same shape.")
-    trained = [name for name, weight in model.named_parameters() if weight.requires_grad]
-    missing = [name for name in trained if saved_name(name) not in state]
     if missing:
         raise GistkvError(f"train.init_from: {path} lacks {len(missing)} trained tensors "
                           f"(e.g. {missing[0]}); warm-start from a compressor of the same shape.")
     return len(state)
 
-
-def saved_name(parameter_name: str) -> str:
-    """A trainable parameter's name as peft saves it: without the adapter name ("default")."""
-    return parameter_name.replace(".default.", ".").replace(".default", "")
