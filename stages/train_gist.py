@@ -6,7 +6,8 @@
     python stages/train_gist.py --control --out models/lora --checkpoints models/lora_checkpoints \
         --metrics metrics/train_lora                    # plain-LoRA control: same recipe, no gist tokens
 
-Trains on data/niah/<lang>/train.jsonl; the held-out checks answer the first train.validation_samples
+Trains on data/niah/<lang>/train.jsonl (after the rungs of niah.ladder in ladder.jsonl, if any: each rung
+warm-starts the next, gistkv.training.ladder); the held-out checks answer the first train.validation_samples
 dev documents (data/niah/<lang>/dev.jsonl), never test. Writes models/gist/ (adapter, tokenizer,
 compressor.json), metrics/train/train.json, metrics/train/{loss,eval_loss,val_accuracy}.tsv (dvc plots;
 val_accuracy = dev answers right, measured with the inference code) and metrics/train/gist_mask.png;
@@ -27,6 +28,7 @@ from gistkv.io import atomic_dir, write_json, write_text
 from gistkv.params import load_section
 from gistkv.reporting.mask_plot import plot_mask
 from gistkv.stage import stage_errors
+from gistkv.training.ladder import climb, rung_documents
 from gistkv.training.train import curve, train_compressor
 from gistkv.training.train_config import GistParams, TrainParams
 from gistkv.training.train_records import training_documents, validation_documents
@@ -85,6 +87,8 @@ def main(params: Path = Path("params.yaml"), base: Path = Path("models/base"), n
             with tempfile.TemporaryDirectory() as scratch:
                 train_compressor(base, documents, held_out, gist, train, scratch, checkpoints, Path(scratch) / "live")
             return
+        # the ladder's rungs first, each from the last; the run below then starts from the last rung (none: no-op)
+        train, ladder = climb(base, rung_documents(niah, train.langs, train.seed), held_out, gist, train, checkpoints)
         with atomic_dir(out) as tmp_out:
             result = train_compressor(base, documents, held_out, gist, train, tmp_out, checkpoints, metrics / "live",
                                       stop_after_steps=stop_after_steps)
@@ -92,6 +96,9 @@ def main(params: Path = Path("params.yaml"), base: Path = Path("models/base"), n
                 typer.echo(f"stopped after step {result['stopped_at_step']} (checkpoint kept for resume)")
                 raise SystemExit(3)
         history = result.pop("history")
+        if ladder:      # what the whole climb cost, the rungs included
+            result.update(ladder=ladder, train_wall_s_with_ladder=round(
+                result["train_wall_s"] + sum(rung["train_wall_s"] for rung in ladder), 1))
         write_json(metrics / "train.json", result)
         for key, name in (("loss", "loss.tsv"), ("eval_loss", "eval_loss.tsv"), ("val_accuracy", "val_accuracy.tsv"),
                           ("val_absent_declined", "val_absent_declined.tsv")):

@@ -9,7 +9,7 @@ import pytest
 from gistkv.core.prompt import encode
 from gistkv.data.haystack import NOISE, load_sentences, numbers_per_1k_chars, split_pool
 from gistkv.data.needles import decline_answer, key_split, load_families
-from gistkv.data.niah import generate, sentence_pools
+from gistkv.data.niah import generate, generate_ladder, sentence_pools
 from gistkv.data.niah_params import NiahParams
 from gistkv.errors import GistkvError
 from gistkv.params import from_mapping, read_params
@@ -287,6 +287,10 @@ def set_at(mapping, path, value):
     (("train", "recall_fraction"), 1.5, "niah.train.recall_fraction: must be within [0, 1]"),
     (("languages", "en", "unseen_sources"), ["wikipedia"], "niah.languages.en: unknown haystack source 'wikipedia'"),
     (("languages", "ko", "names"), ["민준", "서연", "도윤"], "niah.languages.ko.names: needs at least"),
+    (("ladder",), [{"max_facts": 0}], "niah.ladder.0.max_facts: need max_facts >= 1"),
+    (("ladder",), [{}, {"context_lengths": [128, 256]}], "niah.ladder.1.samples_per_length: must give one count"),
+    (("ladder",), [{"max_fact": 1}], "niah.ladder.0.max_fact: unknown key"),
+    (("ladder",), [{"max_distractors": 9}], "niah.ladder.0.max_distractors: must be at most train.max_distractors"),
 ])
 def test_bad_params_give_one_line_naming_the_key(niah_mapping, path, value, message):
     mapping = copy.deepcopy(niah_mapping)
@@ -363,3 +367,23 @@ def test_a_cached_haystack_file_that_is_not_the_pinned_one_is_named(tmp_path, mo
     cached.write_text('{"재결요지": "가짜"}\n', encoding="utf-8")
     with pytest.raises(GistkvError, match="rulings.jsonl: sha256 .* does not match haystack kotax's pinned sha256"):
         raw_documents("kotax")
+
+
+def test_the_ladders_rungs_hold_what_each_rung_says_and_leave_the_train_split_as_it_was(niah_mapping, tok, documents):
+    mapping = copy.deepcopy(niah_mapping)
+    mapping["ladder"] = [{"context_lengths": [128], "samples_per_length": [6], "max_facts": 1, "max_distractors": 0,
+                          "absent_fraction": 0.0}, {"samples_per_length": [3]}]
+    params = from_mapping(NiahParams, mapping, "niah")
+    rungs = generate_ladder(params, "en", tok)
+    assert [document["rung"] for document in rungs] == [1] * 6 + [2] * 3
+    first, second = rungs[:6], rungs[6:]
+    assert all(len(document["facts"]) == 1 and len(document["questions"]) == 1 for document in first)
+    assert all(abs(document["context_tokens"] - 128) <= 128 * params.tolerance + 1 for document in first)
+    assert all(document["target_tokens"] == 256 for document in second)      # the train keys it does not change
+    assert {fact["family"] for document in rungs for fact in document["facts"]} <= set(params.families["train"])
+    train = documents[("en", "train")]
+    assert not {document["id"] for document in rungs} & {document["id"] for document in train}
+    assert not {document["context"] for document in rungs} & {document["context"] for document in train}
+    assert generate(params, "en", "train", tok) == train       # a ladder changes no document of the train split
+    assert generate_ladder(params, "en", tok) == rungs          # and its own documents are the same every time
+    assert generate_ladder(from_mapping(NiahParams, niah_mapping, "niah"), "en", tok) == []

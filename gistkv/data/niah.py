@@ -22,6 +22,7 @@ Splits share no key (hash buckets), name (every third), passage (``passage_cycle
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from gistkv.data.haystack import DESCRIPTIONS, NOISE, split_pool
@@ -69,9 +70,10 @@ def sentence_pools(params: NiahParams, lang: str, split: str) -> dict[str, tuple
 class DocumentMaker:
     """Facts, needles and questions of one language and split, drawn from one seeded RNG."""
 
-    def __init__(self, params: NiahParams, lang: str, split: str, tokenizer):
-        self.params, self.lang, self.split = params, lang, split
-        self.rng = random.Random(f"{getattr(params, split).seed}-{lang}-{split}")
+    def __init__(self, params: NiahParams, lang: str, split: str, tokenizer, stream: str = ""):
+        self.params, self.lang, self.split, self.stream = params, lang, split, stream
+        # a rung of the ladder draws from a stream of its own, so its documents are not the train split's first ones
+        self.rng = random.Random(f"{getattr(params, split).seed}-{lang}-{split}{stream}")
         families = load_families()
         self.train_families = [families[name] for name in params.families["train"]]
         self.split_families = [families[name] for name in params.families[split]]
@@ -115,7 +117,7 @@ class DocumentMaker:
         for question in questions:
             fact = by_target.get((question["family"], question["name"])) if question["kind"] == "present" else None
             question.update(depth=fact["depth"] if fact else None, depth_bin=fact["depth_bin"] if fact else None)
-        return {"id": f"{self.lang}-{self.split}-{index:05d}", "lang": self.lang, "split": self.split, "group": group,
+        return {"id": f"{self.lang}-{self.split}{self.stream}-{index:05d}", "lang": self.lang, "split": self.split, "group": group,
                 "haystack": source, "target_tokens": length, "context_tokens": context_tokens, "context": context,
                 "facts": facts, "questions": questions}
 
@@ -197,12 +199,14 @@ def eval_document(maker: DocumentMaker, index: int, slot: int, length: int) -> d
     return maker.document(index, length, source, facts, questions, group)
 
 
-def generate(params: NiahParams, lang: str, split: str, tokenizer, max_positions: int | None = None) -> list[dict]:
+def generate(params: NiahParams, lang: str, split: str, tokenizer, max_positions: int | None = None,
+             stream: str = "", key: str = "") -> list[dict]:
+    """``split``'s documents in ``lang``; ``stream`` and ``key`` name a rung of the ladder (``generate_ladder``)."""
     split_params = getattr(params, split)
     if max_positions is not None and max(split_params.context_lengths) >= max_positions:
-        raise GistkvError(f"niah.{split}.context_lengths: {max(split_params.context_lengths)} tokens exceeds the "
-                          f"model's {max_positions} positions.")
-    maker = DocumentMaker(params, lang, split, tokenizer)
+        raise GistkvError(f"niah.{key or split}.context_lengths: {max(split_params.context_lengths)} tokens exceeds "
+                          f"the model's {max_positions} positions.")
+    maker = DocumentMaker(params, lang, split, tokenizer, stream)
     documents = []
     caps = split_params.facts_caps() if split == "train" else None
     for position, (length, count) in enumerate(zip(split_params.context_lengths, split_params.samples_per_length)):
@@ -210,6 +214,18 @@ def generate(params: NiahParams, lang: str, split: str, tokenizer, max_positions
             index = len(documents)
             documents.append(training_document(maker, index, length, caps[position]) if caps is not None
                              else eval_document(maker, index, slot, length))
+    return documents
+
+
+def generate_ladder(params: NiahParams, lang: str, tokenizer, max_positions: int | None = None) -> list[dict]:
+    """The training documents of ``niah.ladder``'s rungs in ``lang``, rung 1 (trained first) first; each document
+    says its ``rung``. Training families and passages, as the train split's; none of its documents."""
+    documents = []
+    for index in range(len(params.ladder)):
+        rung = dataclasses.replace(params, train=params.rung(index))
+        for document in generate(rung, lang, "train", tokenizer, max_positions, f"-rung{index + 1}",
+                                 f"ladder.{index}"):
+            documents.append({**document, "rung": index + 1})
     return documents
 
 
@@ -222,4 +238,5 @@ def data_card(params: NiahParams, lang: str, counts: dict[str, int], tokenizer_n
             "disjointness": "keys in per-split hash buckets; names every third per split; passages of "
                             f"{params.block_sentences} sentences dealt by {params.passage_cycle} (unseen sources by "
                             f"{params.unseen_cycle}); needle families per split; different seeds",
-            "splits": {split: vars(getattr(params, split)) for split in SPLITS}}
+            "splits": {split: vars(getattr(params, split)) for split in SPLITS},
+            **({"ladder": params.ladder} if params.ladder else {})}

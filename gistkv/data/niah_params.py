@@ -8,11 +8,13 @@ per language; checked before any document is made.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
 
 from gistkv.data.haystack import SOURCES
 from gistkv.data.needles import SPLITS, load_families
-from gistkv.params import require
+from gistkv.params import from_mapping, require
 
 EVAL_SPLITS = ("dev", "test")
 
@@ -67,6 +69,14 @@ class NiahParams:
     dev: EvalSplitParams
     test: EvalSplitParams
     languages: dict[str, LanguageParams]
+    ladder: list[dict[str, Any]] = field(default_factory=list)   # easier training sets read before ``train``, rung 1
+                                 # first: each the ``train`` keys it changes (gistkv.training.ladder; data/niah/<lang>/
+                                 # ladder.jsonl); train.ladder gives each rung's steps
+
+    def rung(self, index: int) -> TrainSplitParams:
+        """Rung ``index`` (0 = the first read): ``train`` with the rung's keys changed, checked as ``train`` is."""
+        return from_mapping(TrainSplitParams, {**dataclasses.asdict(self.train), **self.ladder[index]},
+                            f"niah.ladder.{index}")
 
     def validate(self, where: str) -> None:
         require(len(self.key_digits) == 2 and 2 <= self.key_digits[0] <= self.key_digits[1] <= 12,
@@ -86,22 +96,14 @@ class NiahParams:
                 seen[name] = split
         require(any(known[name].keyed for name in self.families["train"]), f"{where}.families.train",
                 "needs a keyed family (the keyed group asks one).")
-        for split in SPLITS:
-            params, key = getattr(self, split), f"{where}.{split}"
-            require(len(params.context_lengths) == len(params.samples_per_length) > 0, f"{key}.samples_per_length",
-                    "must give one count per context length.")
-            require(min(params.context_lengths) >= 64, f"{key}.context_lengths", "must be at least 64 tokens.")
-            require(min(params.samples_per_length) >= 0 and sum(params.samples_per_length) > 0,
-                    f"{key}.samples_per_length", "must be >= 0 and not all 0.")
-            require(0 <= params.depth_min <= params.depth_max <= 1, f"{key}.depth_min",
-                    "need 0 <= depth_min <= depth_max <= 1.")
-        caps = self.train.facts_caps()
-        require(len(caps) == len(self.train.context_lengths),
-                f"{where}.train.max_facts", "a list needs one cap per train context length.")
-        require(min(caps) >= 1 and self.train.max_distractors >= 0, f"{where}.train.max_facts",
-                "need max_facts >= 1 and max_distractors >= 0.")
-        require(0 <= self.train.absent_fraction <= 1, f"{where}.train.absent_fraction", "must be within [0, 1].")
-        require(0 <= self.train.recall_fraction <= 1, f"{where}.train.recall_fraction", "must be within [0, 1].")
+        for split in EVAL_SPLITS:
+            check_lengths(getattr(self, split), f"{where}.{split}")
+        check_training_split(self.train, f"{where}.train")
+        for index in range(len(self.ladder)):
+            rung = self.rung(index)
+            check_training_split(rung, f"{where}.ladder.{index}")
+            require(rung.max_distractors <= self.train.max_distractors, f"{where}.ladder.{index}.max_distractors",
+                    f"must be at most train.max_distractors={self.train.max_distractors} (the names are sized for it).")
         for lang, spec in self.languages.items():
             key = f"{where}.languages.{lang}"
             for source in spec.train_sources + spec.unseen_sources:
@@ -112,3 +114,25 @@ class NiahParams:
                              self.test.num_distractors + self.test.num_other_facts, self.train.max_distractors) + 1
             require(len(spec.names) >= 3 * wanted, f"{key}.names",
                     f"needs at least {3 * wanted} names (a third per split, enough for distractors and absent ones).")
+
+
+def check_lengths(params: TrainSplitParams | EvalSplitParams, key: str) -> None:
+    """A split's lengths, counts and depths (every split, and every rung of the ladder)."""
+    require(len(params.context_lengths) == len(params.samples_per_length) > 0, f"{key}.samples_per_length",
+            "must give one count per context length.")
+    require(min(params.context_lengths) >= 64, f"{key}.context_lengths", "must be at least 64 tokens.")
+    require(min(params.samples_per_length) >= 0 and sum(params.samples_per_length) > 0,
+            f"{key}.samples_per_length", "must be >= 0 and not all 0.")
+    require(0 <= params.depth_min <= params.depth_max <= 1, f"{key}.depth_min", "need 0 <= depth_min <= depth_max <= 1.")
+
+
+def check_training_split(params: TrainSplitParams, key: str) -> None:
+    """``niah.train`` or a rung of ``niah.ladder``: its lengths, and the facts each document holds."""
+    check_lengths(params, key)
+    caps = params.facts_caps()
+    require(len(caps) == len(params.context_lengths), f"{key}.max_facts",
+            "a list needs one cap per train context length.")
+    require(min(caps) >= 1 and params.max_distractors >= 0, f"{key}.max_facts",
+            "need max_facts >= 1 and max_distractors >= 0.")
+    require(0 <= params.absent_fraction <= 1, f"{key}.absent_fraction", "must be within [0, 1].")
+    require(0 <= params.recall_fraction <= 1, f"{key}.recall_fraction", "must be within [0, 1].")

@@ -21,6 +21,8 @@ from gistkv.io import write_json
 log = logging.getLogger(__name__)
 FINGERPRINT = "gistkv_fingerprint.json"
 ELAPSED = "gistkv_elapsed.json"     # in each checkpoint: seconds up to it (all; held-out checks), summed over resumes
+LADDER_DIR = "ladder"   # the ladder's rungs (gistkv.training.ladder), each with a fingerprint of its own: a main run
+                        # that starts clean keeps them
 
 
 def fingerprint(*parts) -> str:
@@ -36,7 +38,9 @@ def prepare_checkpoints(checkpoint_dir: Path, print_: str) -> str | None:
         same = marker.exists() and json.loads(marker.read_text())["fingerprint"] == print_
         if not same:
             log.info("checkpoints in %s come from other inputs; starting clean", checkpoint_dir)
-            shutil.rmtree(checkpoint_dir)
+            for path in checkpoint_dir.iterdir():
+                if path.name != LADDER_DIR:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     write_json(marker, {"fingerprint": print_})
     return get_last_checkpoint(str(checkpoint_dir))

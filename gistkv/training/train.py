@@ -113,9 +113,10 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
     load_peak_gib = cuda_peak_gib(base.info["device"], reset=True)
     if slow := slow_autocast_warning(params.context_autocast, base.info["device"]):
         log.warning("%s", slow)
-    # init_from enters as the digest of what it holds (below), not as a path that may be retrained in place
+    # init_from enters as the digest of what it holds (below), not as a path that may be retrained in place; the
+    # ladder through that digest too (init_from is then its last rung)
     recipe = {key: value for key, value in dataclasses.asdict(params).items()
-              if key not in PLATEAU_FIELDS and key != "init_from"}
+              if key not in PLATEAU_FIELDS and key not in ("init_from", "ladder")}
     if params.init_from:
         check_same_shape(params.init_from, {
             "num_gist_tokens": num_gist_tokens(gist, params), "use_gist_mask": params.use_gist_mask,

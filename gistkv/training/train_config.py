@@ -7,16 +7,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gistkv.core.compressor import ContextRead
 from gistkv.core.gist import GIST_VIEWS
 from gistkv.errors import GistkvError
-from gistkv.params import require
+from gistkv.params import from_mapping, require
 
 # transformers' scheduler names this project has run with; a typo should fail here, not after the model loads.
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear", "warmup_stable_decay")
+# What a rung of the ladder may not change: the adapter's shape and read (a warm start needs them equal), and how
+# the run is laid out; init_from and ladder are set by the ladder itself.
+FIXED_ON_THE_LADDER = ("lora_r", "lora_alpha", "target_modules", "use_gist_mask", "context_encoder", "context_autocast",
+                       "gist_view", "langs", "num_processes", "init_from", "ladder")
 # The projections of a Llama-family decoder layer (SmolLM2 and Llama-3 name them alike) that LoRA may adapt.
 TargetModule = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -65,6 +70,9 @@ class TrainParams:
                                      # gistkv.core.gist.gist_view_blocked)
     init_from: str = ""              # a trained compressor's folder whose adapter seeds this run (gistkv.training.
                                      # warm_start); "" = a fresh LoRA
+    ladder: list[dict[str, Any]] = field(default_factory=list)   # one entry per rung of niah.ladder: the keys
+                                     # above that rung changes (e.g. max_steps); each rung starts from the last
+                                     # and this run from the last rung (gistkv.training.ladder)
 
     def validate(self, where: str) -> None:
         for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha", "logging_steps",
@@ -99,6 +107,19 @@ class TrainParams:
         # The adapted encoder reads context and gist in one pass: there is no separate context read to cast.
         require(self.context_autocast == "none" or self.context_encoder == "base", f"{where}.context_autocast",
                 f"{self.context_autocast!r} needs context_encoder: base, got {self.context_encoder!r}.")
+
+        require(not self.ladder or self.num_processes == 1, f"{where}.ladder",
+                "needs num_processes: 1 (each rung saves the adapter the next one starts from on one process).")
+        for index, keys in enumerate(self.ladder):
+            for key in keys:
+                require(key not in FIXED_ON_THE_LADDER, f"{where}.ladder.{index}.{key}",
+                        "is the same on every rung (a rung starts from the last one's adapter); set it in train.")
+            self.rung(index)        # each rung's keys checked as train's are, named by rung
+
+    def rung(self, index: int) -> "TrainParams":
+        """Rung ``index`` of the ladder (0 = the first trained): these params with the rung's keys changed."""
+        mapping = {**dataclasses.asdict(self), "ladder": [], **self.ladder[index]}
+        return from_mapping(TrainParams, mapping, f"train.ladder.{index}")
 
     @property
     def lora_record(self) -> dict:
