@@ -33,6 +33,24 @@ def test_the_stage_climbs_each_rung_from_the_last_then_trains_from_the_top_and_r
     again = run_stage(params, tiny_base, tmp_path)["train"]      # nothing changed: every run resumes where it ended
     assert all(rung["resumed_from"] for rung in again["ladder"]) and again["resumed_from"]
     assert again["eval_loss_final"] == pytest.approx(first["eval_loss_final"], abs=1e-6)
+    # another first rung: the rung above it and the main run start from it afresh, not from their old checkpoints
+    (tmp_path / "other").mkdir()
+    params = stage_inputs(tmp_path / "other", ladder=[{"max_steps": 2, "learning_rate": 0.05},
+                                                      {"max_steps": 3, "learning_rate": 0.02}])
+    params.replace(tmp_path / "params.yaml")
+    changed = run_stage(tmp_path / "params.yaml", tiny_base, tmp_path)["train"]
+    assert [rung["resumed_from"] for rung in changed["ladder"]] == ["", ""] and changed["resumed_from"] == ""
+    assert changed["ladder"][0]["eval_loss_final"] != pytest.approx(rungs[0]["eval_loss_final"], abs=1e-4)
+
+
+def test_the_control_climbs_the_same_ladder_without_gist_tokens(tiny_base, tmp_path):
+    # gist_view: chunks belongs to the gist; the control drops it for its rungs as for its own run
+    params = stage_inputs(tmp_path, ladder=[{"max_steps": 2}], gist_view="chunks")
+    write_rungs(tmp_path / "niah", [4])
+    control = run_stage(params, tiny_base, tmp_path, "--control")["train"]
+    assert [(rung["rung"], rung["steps"]) for rung in control["ladder"]] == [(1, 2)] and control["steps"] == 4
+    meta = json.loads((tmp_path / "ckpt/ladder/rung1/compressor/compressor.json").read_text())
+    assert meta["num_gist_tokens"] == 0 and meta["use_gist_mask"] is False
 
 
 @pytest.mark.parametrize("change, message", [
@@ -40,6 +58,10 @@ def test_the_stage_climbs_each_rung_from_the_last_then_trains_from_the_top_and_r
     ({"ladder": [{}, {"max_step": 3}]}, "train.ladder.1.max_step: unknown key"),
     ({"ladder": [{"max_steps": 0}]}, "train.ladder.0.max_steps: must be >= 1"),
     ({"ladder": [{}], "num_processes": 2}, "train.ladder: needs num_processes: 1"),
+    ({"ladder": [{"validation_samples": 8}]}, "train.ladder.0.validation_samples: is the same on every rung"),
+    ({"ladder": [{"max_steps": 1}]}, r"train.ladder.0.lr_scheduler_kwargs.num_decay_steps: warmup_steps \+ "
+                                     r"num_decay_steps \(0 \+ 2\) must fit in max_steps=1"),
+    ({"max_steps": 3, "lr_scheduler_kwargs": {"num_decay_steps": 4}}, "train.lr_scheduler_kwargs.num_decay_steps"),
 ])
 def test_a_bad_rung_is_a_one_line_error_naming_it(change, message):
     with pytest.raises(GistkvError, match=message) as raised:

@@ -300,3 +300,13 @@ def test_the_readme_headline_says_what_is_not_evaluated_yet(inputs, tmp_path):
     assert "| ko | full/base | the document |" in table and "| en | gist | 10 |" in table
     assert "The gist has no test results yet for ko" in table and "yet for en" not in table
     assert "more than one machine (not recorded)" in table      # these fixtures name no machine
+
+
+def test_a_run_that_climbed_a_ladder_reports_its_rungs_cost_beside_its_own():
+    from gistkv.reporting.report_training import run_line
+
+    plain = run_line("gist", {"steps": 1000, "train_wall_s": 600.0})
+    assert "10.0 min" in plain and "rung" not in plain
+    climbed = run_line("gist", {"steps": 1000, "train_wall_s": 600.0, "train_wall_s_with_ladder": 1500.0,
+                                "ladder": [{"steps": 600}, {"steps": 1000}]})
+    assert "10.0 min" in climbed and "after 2 rung(s) of 600 + 1000 steps (25.0 min with them)" in climbed

@@ -39,7 +39,7 @@ def documents(count: int, start: int = 0) -> list[dict]:
 def train_params(**change) -> TrainParams:
     values = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))["train"]
     values.update(max_steps=4, save_steps=2, eval_steps=2, logging_steps=1, warmup_steps=0, validation_samples=2,
-                  lora_r=4, lora_alpha=8, plateau_check_step=0)
+                  lora_r=4, lora_alpha=8, plateau_check_step=0, lr_scheduler_kwargs={"num_decay_steps": 2})
     values.update(change)
     return TrainParams(**values)
 
@@ -114,11 +114,11 @@ def test_interrupted_training_resumes_from_the_last_checkpoint(tiny_base, tmp_pa
     assert third["resumed_from"] == ""
 
 
-def run_stage(params: Path, tiny_base: Path, folder: Path) -> dict:
+def run_stage(params: Path, tiny_base: Path, folder: Path, *options: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, str(REPO / "stages/train_gist.py"), "--params", str(params),
                            "--base", str(tiny_base), "--niah", str(folder / "niah"), "--out", str(folder / "gist"),
-                           "--checkpoints", str(folder / "ckpt"), "--metrics", str(folder / "metrics")],
+                           "--checkpoints", str(folder / "ckpt"), "--metrics", str(folder / "metrics"), *options],
                           capture_output=True, text=True, env=env, timeout=300, start_new_session=True)
     assert done.returncode == 0, done.stderr[-3000:]
     losses = (folder / "metrics/loss.tsv").read_text().splitlines()[1:]

@@ -23,9 +23,13 @@ def run_line(title: str, train: dict) -> str:
     restarts = "; ".join(f"seed {entry['seed']} restarted (plateau loss {entry['loss']:.3f})"
                          for entry in train.get("plateau_restarts") or [])
     minutes = train.get("train_wall_s", float("nan")) / 60
+    ladder = ""
+    if rungs := train.get("ladder"):    # it climbed a ladder first (gistkv.training.ladder): the rungs are its cost too
+        ladder = (f", after {len(rungs)} rung(s) of {' + '.join(str(rung['steps']) for rung in rungs)} steps "
+                  f"({train['train_wall_s_with_ladder'] / 60:.1f} min with them)")
     return (f"- {title}: {train.get('steps', '?')} steps, seed {train.get('seed', '?')}"
             f"{' (' + restarts + ')' if restarts else ''}, {minutes:.1f} min ({train.get('held_out_checks_s', '?')} s "
-            f"of it held-out checks) on {train.get('device', '?')} ({train.get('dtype', '?')}, quantization "
+            f"of it held-out checks){ladder} on {train.get('device', '?')} ({train.get('dtype', '?')}, quantization "
             f"{train.get('quantization', '?')}, {train.get('torch_threads', '?')} threads); dev loss "
             f"{train.get('eval_loss_initial', '?')} → {train.get('eval_loss_final', '?')}")
 

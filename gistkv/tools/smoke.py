@@ -42,6 +42,8 @@ def variant_base(base_dir: Path, folder: Path, dtype: str, four_bit: bool, devic
     return folder
 
 
+# A few steps measure time and memory, not learning: a constant rate (train's decay would not fit in them).
+SMOKE_SCHEDULE = {"lr_scheduler": "constant", "lr_scheduler_kwargs": {}}
 VARIANTS = ("float32", "bfloat16", "nf4")
 
 # Llama-3-8B's architecture as its config.json publishes it. Random weights of this shape time a training step and
@@ -121,7 +123,8 @@ def one_variant(base: Path, niah: Path, params_path: Path, steps: int, work: Pat
     gist = load_section(params_path, "gist", GistParams)
     train = load_section(params_path, "train", TrainParams)
     train = dataclasses.replace(train, max_steps=steps, eval_steps=steps, save_steps=steps, validation_samples=2,
-                                logging_steps=1, warmup_steps=0, curriculum=False, plateau_check_step=0, **overrides)
+                                logging_steps=1, warmup_steps=0, curriculum=False, plateau_check_step=0,
+                                **SMOKE_SCHEDULE, **overrides)
     documents = sorted(training_documents(niah, train.langs, train.seed),
                        key=lambda d: -d["context_tokens"])[:steps * train.batch_size * train.gradient_accumulation_steps]
     held_out = validation_documents(niah, train.langs, 2)
@@ -149,7 +152,7 @@ def two_processes(base: Path, niah: Path, params_path: Path, steps: int, work: P
     """The train stage itself under `accelerate launch` with train.num_processes: 2 (DDP)."""
     params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
     params["train"].update(num_processes=2, max_steps=steps, eval_steps=steps, save_steps=steps, validation_samples=2,
-                           logging_steps=1, **overrides)
+                           logging_steps=1, warmup_steps=0, **SMOKE_SCHEDULE, **overrides)
     (work / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
     start = time.perf_counter()
     done = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "stages" / "train_gist.py"),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from gistkv.data.needles import LADDER_FILE
 from gistkv.errors import GistkvError
-from gistkv.io import read_jsonl
+from gistkv.io import atomic_dir, read_jsonl
 from gistkv.training.checkpoints import LADDER_DIR
 from gistkv.training.train_config import GistParams, TrainParams
 
@@ -44,7 +44,7 @@ def climb(base_dir: str | Path, rungs: list[list[dict]], validation_documents: l
           params: TrainParams, checkpoint_dir: str | Path) -> tuple[TrainParams, list[dict]]:
     """Train every rung in turn; returns the main run's params (``init_from``: the last rung's compressor; unchanged
     without a ladder) and a record per rung for train.json."""
-    from gistkv.training.train import curve, train_compressor
+    from gistkv.training.train import curve, release_memory, train_compressor
 
     if len(rungs) != len(params.ladder):
         raise GistkvError(f"train.ladder: {len(params.ladder)} rung(s), but {LADDER_FILE} holds {len(rungs)} (make_niah "
@@ -53,8 +53,10 @@ def climb(base_dir: str | Path, rungs: list[list[dict]], validation_documents: l
     for index, documents in enumerate(rungs):
         folder = Path(checkpoint_dir) / LADDER_DIR / f"rung{index + 1}"
         rung = dataclasses.replace(params.rung(index), init_from=init_from)
-        result = train_compressor(base_dir, documents, validation_documents, gist, rung, folder / "compressor",
-                                  folder / "checkpoints", folder / "live")
+        with atomic_dir(folder / "compressor") as compressor_dir:     # a rung killed while saving leaves no half
+            result = train_compressor(base_dir, documents, validation_documents, gist, rung, compressor_dir,
+                                      folder / "checkpoints", folder / "live")
+        release_memory()    # the trainer holds its model in a reference cycle: free it before the next rung loads
         accuracy = [value for _, value in curve(result["history"], "val_accuracy") if value is not None]
         records.append({"rung": index + 1, "documents": len(documents), "steps": result["steps"],
                         "seed": result["seed"], "resumed_from": result["resumed_from"],

@@ -20,8 +20,9 @@ from gistkv.params import from_mapping, require
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear", "warmup_stable_decay")
 # What a rung of the ladder may not change: the adapter's shape and read (a warm start needs them equal), and how
 # the run is laid out; init_from and ladder are set by the ladder itself.
+# validation_samples too: every rung is checked on the main run's dev documents.
 FIXED_ON_THE_LADDER = ("lora_r", "lora_alpha", "target_modules", "use_gist_mask", "context_encoder", "context_autocast",
-                       "gist_view", "langs", "num_processes", "init_from", "ladder")
+                       "gist_view", "langs", "num_processes", "validation_samples", "init_from", "ladder")
 # The projections of a Llama-family decoder layer (SmolLM2 and Llama-3 name them alike) that LoRA may adapt.
 TargetModule = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -84,6 +85,11 @@ class TrainParams:
         require(0 <= self.lora_dropout < 1, f"{where}.lora_dropout", "must be within [0, 1).")
         require(self.lr_scheduler in LR_SCHEDULERS, f"{where}.lr_scheduler",
                 f"must be one of {', '.join(LR_SCHEDULERS)}, got {self.lr_scheduler!r}.")
+        # transformers takes a decay longer than the run without a word: the rate would start mid-decay
+        decay_steps = self.lr_scheduler_kwargs.get("num_decay_steps", 0)
+        require(self.lr_scheduler != "warmup_stable_decay" or self.warmup_steps + decay_steps <= self.max_steps,
+                f"{where}.lr_scheduler_kwargs.num_decay_steps", f"warmup_steps + num_decay_steps ({self.warmup_steps} "
+                f"+ {decay_steps}) must fit in max_steps={self.max_steps}.")
         require(bool(self.target_modules), f"{where}.target_modules", "must name at least one module.")
         require(bool(self.langs), f"{where}.langs", "must name at least one language.")
         require(0 <= self.plateau_check_step < self.max_steps, f"{where}.plateau_check_step",
