@@ -43,3 +43,12 @@ def test_a_seed_of_another_shape_or_no_seed_is_a_one_line_error(tiny_base, tmp_p
     with pytest.raises(GistkvError, match=r"train.init_from: .*nowhere/compressor.json: missing"):
         train_compressor(*run, GistParams(num_tokens=2), train_params(init_from=str(tmp_path / "nowhere")), *outputs)
     assert not (tmp_path / "gist").exists()      # refused before anything was written
+
+
+def test_a_warm_start_is_not_restarted_by_the_plateau_check(tiny_base, tmp_path, seed_compressor):
+    gist_dir, _ = seed_compressor
+    always_stuck = dict(plateau_check_step=2, plateau_window=2, plateau_loss=-1.0, plateau_restarts=1)
+    warm = train_compressor(tiny_base, documents(4), documents(2, 100), GistParams(num_tokens=2),
+                            train_params(init_from=str(gist_dir), **always_stuck), tmp_path / "gist", tmp_path / "ckpt",
+                            tmp_path / "m")
+    assert warm["plateau_restarts"] == [] and warm["seed"] == 42 and warm["steps"] == 4

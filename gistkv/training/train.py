@@ -143,7 +143,9 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
             seed_everything(seed)
             base = load_base(base_dir)
             cuda_peak_gib(base.info["device"], reset=True)      # "train" is then the peak of the last attempt
-        armed = len(restarts) < params.plateau_restarts
+        # a warm start (init_from, every rung of a ladder after the first) restarts from the same adapter: another
+        # seed would replay the same run, so the plateau check is for fresh LoRAs only
+        armed = len(restarts) < params.plateau_restarts and not params.init_from
         stuck = plateau.stuck_on_resume(resume_from, params) if armed else None
         if stuck is not None:   # resumed past the check: decided from the checkpoint's logged losses, no training
             spent_s, spent_checks_s = seconds_before(resume_from)
