@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from gistkv.core.model import load_tokenizer
-from gistkv.data.needles import LADDER_FILE, SPLITS
+from gistkv.data.needles import LADDER, SPLITS
 from gistkv.data.niah import data_card, generate, generate_ladder, language
 from gistkv.data.niah_params import NiahParams
 from gistkv.io import atomic_dir, write_json, write_jsonl
@@ -33,7 +33,7 @@ def main(lang: str = typer.Option(..., help="language key under niah.languages (
         ladder = generate_ladder(niah_params, lang, tokenizer, max_positions)
         with atomic_dir(out_root / lang) as tmp:
             counts = {split: write_jsonl(tmp / f"{split}.jsonl", records) for split, records in splits.items()}
-            write_jsonl(tmp / LADDER_FILE, ladder)
+            write_jsonl(tmp / f"{LADDER}.jsonl", ladder)
             if ladder:
                 counts["ladder"] = [sum(document["rung"] == rung for document in ladder)
                                     for rung in range(1, len(niah_params.ladder) + 1)]

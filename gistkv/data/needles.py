@@ -22,7 +22,7 @@ from gistkv.errors import GistkvError
 
 FAMILIES_FILE = Path(__file__).with_name("niah_families.yaml")
 SPLITS = ("train", "dev", "test")
-LADDER_FILE = "ladder.jsonl"     # beside the splits' files: the rungs of niah.ladder (gistkv.training.ladder)
+LADDER = "ladder"     # <lang>/ladder.jsonl beside the splits' files: the rungs of niah.ladder (gistkv.training.ladder)
 
 
 @dataclass(frozen=True)

@@ -20,21 +20,21 @@ import dataclasses
 import random
 from pathlib import Path
 
-from gistkv.data.needles import LADDER_FILE
+from gistkv.data.needles import LADDER
 from gistkv.errors import GistkvError
-from gistkv.io import atomic_dir, read_jsonl
+from gistkv.io import atomic_dir
 from gistkv.training.checkpoints import LADDER_DIR
 from gistkv.training.train_config import GistParams, TrainParams
+from gistkv.training.train_records import split_documents
 
 
 def rung_documents(niah_dir: str | Path, langs: list[str], seed: int) -> list[list[dict]]:
     """Each rung's training documents (rung 1 first), the languages mixed in the seed's order; none where make_niah
     wrote no ladder.jsonl (data made before the ladder existed)."""
+    written = [lang for lang in langs if (Path(niah_dir) / lang / f"{LADDER}.jsonl").exists()]
     rungs: dict[int, list[dict]] = {}
-    for lang in langs:
-        path = Path(niah_dir) / lang / LADDER_FILE
-        for document in read_jsonl(path) if path.exists() else []:
-            rungs.setdefault(document["rung"], []).append(document)
+    for document in split_documents(niah_dir, written, LADDER):
+        rungs.setdefault(document["rung"], []).append(document)
     for documents in rungs.values():
         random.Random(seed).shuffle(documents)
     return [rungs[rung] for rung in sorted(rungs)]
@@ -47,8 +47,9 @@ def climb(base_dir: str | Path, rungs: list[list[dict]], validation_documents: l
     from gistkv.training.train import curve, release_memory, train_compressor
 
     if len(rungs) != len(params.ladder):
-        raise GistkvError(f"train.ladder: {len(params.ladder)} rung(s), but {LADDER_FILE} holds {len(rungs)} (make_niah "
-                          "writes niah.ladder's); give one entry per rung ({} trains a rung with train's keys).")
+        raise GistkvError(f"train.ladder: {len(params.ladder)} rung(s), but {LADDER}.jsonl holds {len(rungs)} "
+                          "(make_niah writes niah.ladder's); give one entry per rung ({} trains a rung with train's "
+                          "keys).")
     init_from, records = params.init_from, []
     for index, documents in enumerate(rungs):
         folder = Path(checkpoint_dir) / LADDER_DIR / f"rung{index + 1}"
