@@ -161,6 +161,41 @@ def test_recall_asks_for_every_needle_in_text_order_and_leaves_the_rest_unchange
 
 
 @pytest.mark.parametrize("lang", LANGS)
+def test_kind_question_answers_the_families_labels_in_text_order_without_numbers(niah_mapping, tok, documents, lang):
+    mapping = copy.deepcopy(niah_mapping)
+    mapping["train"].update(kind_fraction=1.0, max_facts=3)
+    docs = generate(from_mapping(NiahParams, mapping, "niah"), lang, "train", tok)
+    families = load_families()
+    for doc in docs:
+        (kind,) = [question for question in doc["questions"] if question["kind"] == "kind"]
+        in_order = sorted(doc["facts"], key=lambda fact: doc["context"].index(fact["needle"]))
+        expected = list(dict.fromkeys(families[fact["family"]].label(lang) for fact in in_order))
+        assert kind["answer"].split("; ") == expected
+        assert not re.search(r"\d", kind["answer"])
+    assert any(len(fact_families(doc)) > 1 for doc in docs)      # several labels were asked somewhere
+    assert all(question["kind"] != "kind" for split in SPLITS for doc in documents[(lang, split)]
+               for question in doc["questions"])
+
+
+def fact_families(doc: dict) -> set[str]:
+    return {fact["family"] for fact in doc["facts"]}
+
+
+def test_every_family_has_a_label_in_each_of_its_languages():
+    for family in load_families().values():
+        for lang in family.wordings:
+            assert family.label(lang).strip() and not re.search(r"\d", family.label(lang))
+
+
+def test_a_family_without_a_label_is_refused_in_one_line_naming_it(tmp_path):
+    path = tmp_path / "families.yaml"
+    path.write_text("families:\n  passkey:\n    en:\n      needles: ['The pass key is {key}.']\n"
+                    "      questions: ['What is the pass key?']\n", encoding="utf-8")
+    with pytest.raises(GistkvError, match=r"families.yaml: family 'passkey' \(en\) needs a label"):
+        load_families(path)
+
+
+@pytest.mark.parametrize("lang", LANGS)
 def test_splits_share_no_key_name_or_family(niah_params, documents, lang):
     keys = {split: {fact["key"] for fact in all_facts(documents[(lang, split)])} for split in SPLITS}
     names = {split: {item["name"] for item in all_facts(documents[(lang, split)]) + all_questions(documents[(lang, split)])
@@ -285,6 +320,7 @@ def set_at(mapping, path, value):
     (("train", "max_facts"), [1, 2], "niah.train.max_facts: a list needs one cap per train context length"),
     (("train", "max_facts"), 0, "niah.train.max_facts: need max_facts >= 1"),
     (("train", "recall_fraction"), 1.5, "niah.train.recall_fraction: must be within [0, 1]"),
+    (("train", "kind_fraction"), -0.1, "niah.train.kind_fraction: must be within [0, 1]"),
     (("languages", "en", "unseen_sources"), ["wikipedia"], "niah.languages.en: unknown haystack source 'wikipedia'"),
     (("languages", "ko", "names"), ["민준", "서연", "도윤"], "niah.languages.ko.names: needs at least"),
     (("ladder",), [{"max_facts": 0}], "niah.ladder.0.max_facts: need max_facts >= 1"),

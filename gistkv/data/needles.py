@@ -42,6 +42,10 @@ class Family:
     def questions(self, lang: str) -> list[str]:
         return self._lang(lang)["questions"]
 
+    def label(self, lang: str) -> str:
+        """The kind of fact, without its number ("a pass key"): the answer to a kind question."""
+        return self._lang(lang)["label"]
+
     def _lang(self, lang: str) -> dict:
         if lang not in self.wordings:
             raise GistkvError(f"{FAMILIES_FILE.name}: family '{self.name}' has no '{lang}' wordings.")
@@ -58,6 +62,9 @@ def load_families(path: Path = FAMILIES_FILE) -> dict[str, Family]:
     for name, wordings in _read(path)["families"].items():
         family = Family(name, wordings)
         for lang, spec in wordings.items():
+            if not isinstance(spec.get("label"), str) or not spec["label"].strip():
+                raise GistkvError(f"{path.name}: family '{name}' ({lang}) needs a label: the kind of fact, without "
+                                  "its number (label: \"a pass key\").")
             for needle in spec["needles"]:
                 if "{key}" not in needle or ("{name}" in needle) != family.keyed:
                     raise GistkvError(f"{path.name}: family '{name}' ({lang}) needle {needle!r} must hold {{key}}, "
@@ -85,6 +92,11 @@ def decline_answer(lang: str, path: Path = FAMILIES_FILE) -> str:
 def recall_questions(lang: str, path: Path = FAMILIES_FILE) -> list[str]:
     """Wordings of the training-only request to recite every fact of a document (``niah.train.recall_fraction``)."""
     return _per_language("recall", lang, "recall questions", path)
+
+
+def kind_questions(lang: str, path: Path = FAMILIES_FILE) -> list[str]:
+    """Wordings of the training-only question of what kind of facts a document gives (``niah.train.kind_fraction``)."""
+    return _per_language("kind", lang, "kind questions", path)
 
 
 def key_split(key: int) -> str:

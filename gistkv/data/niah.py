@@ -27,7 +27,8 @@ import random
 
 from gistkv.data.haystack import DESCRIPTIONS, NOISE, split_pool
 from gistkv.data.haystacker import Haystacker
-from gistkv.data.needles import SPLITS, Family, decline_answer, draw_key, load_families, recall_questions, split_names
+from gistkv.data.needles import (SPLITS, Family, decline_answer, draw_key, kind_questions, load_families, recall_questions,
+                                 split_names)
 from gistkv.data.niah_params import EVAL_SPLITS, LanguageParams, NiahParams
 from gistkv.errors import GistkvError
 
@@ -149,16 +150,23 @@ def training_document(maker: DocumentMaker, index: int, length: int, max_facts: 
                     facts.append(distractor)
     if rng.random() < split.absent_fraction:
         questions.append(maker.absent_question(facts, maker.train_families))
-    # Drawn only when asked for, so documents made without recall stay byte for byte what they were.
+    # Drawn only when asked for, so documents made without recall or kind questions stay byte for byte what they were.
     if split.recall_fraction and rng.random() < split.recall_fraction:
         questions.append({"kind": "recall", "family": "", "name": "", "answer": "",
                           "question": rng.choice(recall_questions(maker.lang))})
+    if split.kind_fraction and rng.random() < split.kind_fraction:
+        questions.append({"kind": "kind", "family": "", "name": "", "answer": "",
+                          "question": rng.choice(kind_questions(maker.lang))})
     rng.shuffle(questions)
     source = rng.choice(language(maker.params, maker.lang).train_sources)
     document = maker.document(index, length, source, facts, questions, "train")
+    in_order = sorted(document["facts"], key=lambda fact: fact["depth"])
     for question in document["questions"]:
         if question["kind"] == "recall":     # every needle, distractors too, as the text orders them
-            question["answer"] = " ".join(fact["needle"] for fact in sorted(document["facts"], key=lambda f: f["depth"]))
+            question["answer"] = " ".join(fact["needle"] for fact in in_order)
+        elif question["kind"] == "kind":     # each family once, where it first appears: what is there, not its numbers
+            labels = dict.fromkeys(load_families()[fact["family"]].label(maker.lang) for fact in in_order)
+            question["answer"] = "; ".join(labels)
     return document
 
 

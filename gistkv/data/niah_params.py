@@ -37,6 +37,7 @@ class TrainSplitParams:
     max_distractors: int         # a keyed fact gets 0..max_distractors same-family needles of other names
     absent_fraction: float       # share of documents also asked about a fact they do not hold
     recall_fraction: float       # share of documents also asked to recite every fact (the needles in text order)
+    kind_fraction: float         # share also asked what kind of facts they give (the families' labels, no numbers)
     seed: int
 
     def facts_caps(self) -> list[int]:
@@ -136,3 +137,4 @@ def check_training_split(params: TrainSplitParams, key: str) -> None:
             "need max_facts >= 1 and max_distractors >= 0.")
     require(0 <= params.absent_fraction <= 1, f"{key}.absent_fraction", "must be within [0, 1].")
     require(0 <= params.recall_fraction <= 1, f"{key}.recall_fraction", "must be within [0, 1].")
+    require(0 <= params.kind_fraction <= 1, f"{key}.kind_fraction", "must be within [0, 1].")
