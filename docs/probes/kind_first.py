@@ -2,9 +2,13 @@
 question, "a pass key: The document does not say." for an absent one (the label is the document's own fact's,
 not the asked one's). The reader then writes down what the gist holds before it answers, so the choice between
 the number and the decline can compare two texts (the question and the label) rather than read that from the
-gist. One-fact documents only. Run between make_niah and train_gist (docs/probes/run_probe.sh does both):
+gist. One-fact documents only; answers already rewritten are left as they are. Run between make_niah and
+train_gist (the two steps of docs/probes/run_probe.sh), D a probe folder holding params.yaml:
 
-    python docs/probes/kind_first.py /work/probes/p-kind-first/niah
+    for l in en ko; do python stages/make_niah.py --lang $l --params D/params.yaml --out-root D/niah; done
+    python docs/probes/kind_first.py D/niah
+    python stages/train_gist.py --params D/params.yaml --base models/base --niah D/niah --out D/gist \
+      --checkpoints D/ckpt --metrics D/train
 """
 import json
 import sys
@@ -21,7 +25,7 @@ for lang in ("en", "ko"):
         (fact,) = document["facts"]
         label = families[fact["family"]].label(lang)
         for question in document["questions"]:
-            if question["kind"] in ("present", "absent"):
+            if question["kind"] in ("present", "absent") and not question["answer"].startswith(f"{label}: "):
                 question["answer"] = f"{label}: {question['answer']}"
     with atomic_path(path) as tmp:
         Path(tmp).write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents), encoding="utf-8")

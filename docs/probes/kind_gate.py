@@ -32,25 +32,44 @@ def nearest(lang: str, text: str) -> str:
     return labels[lang][int(np.argmax(label_vectors[lang] @ np.asarray(embed([text]))[0]))]
 
 
-plain, gated, asked = Counter(), Counter(), Counter()
+# The nearest-label rule itself: every training question must map to its own family's label.
+for lang in labels:
+    mapped = [nearest(lang, wording.format(name="Mina")) == families[name].label(lang)
+              for name in train_families for wording in families[name].questions(lang)]
+    print(f"{lang}: training questions mapped to their own label {sum(mapped)}/{len(mapped)}")
+
+rows = []     # (lang, cell, question, plain answer, the question's label, the index of the document's own label)
+held = []     # per document: the nearest label of the gist's answer to the kind question
 for document in validation_documents(f"/work/probes/{probe}/niah", ["en", "ko"], count):
     lang = document["lang"]
     kv = compress(c, document["context"])
-    held = nearest(lang, answer(c, kv, kind_questions(lang)[0], 32).strip())
+    held.append(nearest(lang, answer(c, kv, kind_questions(lang)[0], 32).strip()))
     for question in document["questions"]:
-        said = answer(c, kv, question["question"], 12)
-        kept = nearest(lang, question["question"]) == held
         cell = (question["kind"], lang, document["group"] == "unseen_family")
-        asked[cell] += 1
-        plain[cell] += score_niah(said, question)["correct"]
-        gated[cell] += score_niah(said if kept else decline_answer(lang), question)["correct"]
+        rows.append((lang, cell, question, answer(c, kv, question["question"], 12), nearest(lang, question["question"]),
+                     len(held) - 1))
+# The control: each question gated by the kind the gist of another document of its language names (the next one), so
+# a decline that needs no stored kind (any label but the asked one) shows up as the same count.
+doc_lang = {index: lang for lang, *_, index in rows}
+def other(index: int) -> int:
+    later = [i for i in range(index + 1, len(held)) if doc_lang[i] == doc_lang[index]]
+    return later[0] if later else min(i for i in doc_lang if doc_lang[i] == doc_lang[index])
+plain, gated, shuffled, kept, kept_shuffled, asked = (Counter() for _ in range(6))
+for lang, cell, question, said, wanted, index in rows:
+    asked[cell] += 1
+    plain[cell] += score_niah(said, question)["correct"]
+    for count_kept, count_right, label in ((kept, gated, held[index]), (kept_shuffled, shuffled, held[other(index)])):
+        count_kept[cell] += wanted == label
+        count_right[cell] += score_niah(said if wanted == label else decline_answer(lang), question)["correct"]
 for kind in ("present", "absent"):
     for lang in ("en", "ko"):
         for unseen in (False, True):
             cell = (kind, lang, unseen)
             print(f"{kind:<7} {lang} {'unseen family' if unseen else 'seen families'}: plain {plain[cell]}/{asked[cell]}, "
-                  f"gated {gated[cell]}/{asked[cell]}")
+                  f"gated {gated[cell]}/{asked[cell]} (kept {kept[cell]}), "
+                  f"another document's kind {shuffled[cell]}/{asked[cell]} (kept {kept_shuffled[cell]})")
 for kind in ("present", "absent"):
     cells = [cell for cell in asked if cell[0] == kind]
-    print(f"{kind}: plain {sum(plain[c] for c in cells)}/{sum(asked[c] for c in cells)}, "
-          f"gated {sum(gated[c] for c in cells)}/{sum(asked[c] for c in cells)}")
+    total = lambda counter: sum(counter[c] for c in cells)
+    print(f"{kind}: plain {total(plain)}/{total(asked)}, gated {total(gated)} (kept {total(kept)}), "
+          f"another document's kind {total(shuffled)} (kept {total(kept_shuffled)})")

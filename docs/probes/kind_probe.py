@@ -63,7 +63,9 @@ def cross_validated(x: torch.Tensor, labels: torch.Tensor) -> float:
 
 probe, per_family = sys.argv[1], int(sys.argv[2])
 root = Path(f"/work/probes/{probe}")
-cache = root / f"kind_features_{per_family}.pt"
+# named by the adapter's time, so a retrained gist never reads the features of the one before
+stamp = int((root / "gist" / "adapter").stat().st_mtime)
+cache = root / f"kind_features_{per_family}_{stamp}.pt"
 asking = sys.argv[3:] == ["ask"]
 if asking or not cache.exists():
     c = load_compressor(root / "gist", base_dir="/work/main/models/base")
@@ -98,11 +100,12 @@ print(f"layer {x.shape[1] - 1:2d}: family {cross_validated(last, family):.2f}, f
 print(f"chance: family {1 / 12:.2f}, first digit {1 / 9:.2f}")
 if asking:      # the first documents of each language: every family, in turn
     asked = [d for lang in ("en", "ko") for d in [d for d in docs if d["lang"] == lang][:48]]
-    right = 0
+    right = {"en": 0, "ko": 0}
     with torch.no_grad():
         for d in asked:
             label = load_families()[d["facts"][0]["family"]].label(d["lang"])
             said = answer(c, compress(c, d["context"]), kind_questions(d["lang"])[0], 16).strip()
-            right += said.rstrip(".") == label
+            right[d["lang"]] += said.rstrip(".") == label
             print(f"  {d['lang']} {d['facts'][0]['family']:<18} {said!r}")
-    print(f"kind question: {right}/{len(asked)} exact labels")
+    for lang in ("en", "ko"):
+        print(f"kind question, {lang}: {right[lang]}/{sum(d['lang'] == lang for d in asked)} exact labels")
