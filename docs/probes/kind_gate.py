@@ -38,7 +38,7 @@ for lang in labels:
               for name in train_families for wording in families[name].questions(lang)]
     print(f"{lang}: training questions mapped to their own label {sum(mapped)}/{len(mapped)}")
 
-rows = []     # (lang, cell, question, plain answer, the question's label, the index of the document's own label)
+rows = []     # (cell, question, plain answer, the question's label, the index of the document's own label)
 held = []     # per document: the nearest label of the gist's answer to the kind question
 for document in validation_documents(f"/work/probes/{probe}/niah", ["en", "ko"], count):
     lang = document["lang"]
@@ -46,16 +46,17 @@ for document in validation_documents(f"/work/probes/{probe}/niah", ["en", "ko"],
     held.append(nearest(lang, answer(c, kv, kind_questions(lang)[0], 32).strip()))
     for question in document["questions"]:
         cell = (question["kind"], lang, document["group"] == "unseen_family")
-        rows.append((lang, cell, question, answer(c, kv, question["question"], 12), nearest(lang, question["question"]),
+        rows.append((cell, question, answer(c, kv, question["question"], 12), nearest(lang, question["question"]),
                      len(held) - 1))
 # The control: each question gated by the kind the gist of another document of its language names (the next one), so
 # a decline that needs no stored kind (any label but the asked one) shows up as the same count.
-doc_lang = {index: lang for lang, *_, index in rows}
+doc_lang = {index: cell[1] for cell, *_, index in rows}
 def other(index: int) -> int:
     later = [i for i in range(index + 1, len(held)) if doc_lang[i] == doc_lang[index]]
     return later[0] if later else min(i for i in doc_lang if doc_lang[i] == doc_lang[index])
 plain, gated, shuffled, kept, kept_shuffled, asked = (Counter() for _ in range(6))
-for lang, cell, question, said, wanted, index in rows:
+for cell, question, said, wanted, index in rows:
+    lang = cell[1]
     asked[cell] += 1
     plain[cell] += score_niah(said, question)["correct"]
     for count_kept, count_right, label in ((kept, gated, held[index]), (kept_shuffled, shuffled, held[other(index)])):

@@ -92,11 +92,9 @@ else:
 order = torch.randperm(len(saved["family"]), generator=torch.Generator().manual_seed(0))
 x, family, digit = saved["features"][order], saved["family"][order], saved["digit"][order]
 print(f"{probe}: {len(x)} documents, {x.shape[1]} layers, {x.shape[2]} features per layer")
-for layer in range(0, x.shape[1], 5):
+for layer in [*range(0, x.shape[1], 5), x.shape[1] - 1]:
     print(f"layer {layer:2d}: family {cross_validated(x[:, layer], family):.2f}, "
           f"first digit {cross_validated(x[:, layer], digit):.2f}")
-last = x[:, -1]
-print(f"layer {x.shape[1] - 1:2d}: family {cross_validated(last, family):.2f}, first digit {cross_validated(last, digit):.2f}")
 print(f"chance: family {1 / 12:.2f}, first digit {1 / 9:.2f}")
 if asking:      # the first documents of each language: every family, in turn
     asked = [d for lang in ("en", "ko") for d in [d for d in docs if d["lang"] == lang][:48]]

@@ -151,12 +151,11 @@ def training_document(maker: DocumentMaker, index: int, length: int, max_facts: 
     if rng.random() < split.absent_fraction:
         questions.append(maker.absent_question(facts, maker.train_families))
     # Drawn only when asked for, so documents made without recall or kind questions stay byte for byte what they were.
-    if split.recall_fraction and rng.random() < split.recall_fraction:
-        questions.append({"kind": "recall", "family": "", "name": "", "answer": "",
-                          "question": rng.choice(recall_questions(maker.lang))})
-    if split.kind_fraction and rng.random() < split.kind_fraction:
-        questions.append({"kind": "kind", "family": "", "name": "", "answer": "",
-                          "question": rng.choice(kind_questions(maker.lang))})
+    for kind, fraction, wordings in (("recall", split.recall_fraction, recall_questions),
+                                     ("kind", split.kind_fraction, kind_questions)):
+        if fraction and rng.random() < fraction:
+            questions.append({"kind": kind, "family": "", "name": "", "answer": "",
+                              "question": rng.choice(wordings(maker.lang))})
     rng.shuffle(questions)
     source = rng.choice(language(maker.params, maker.lang).train_sources)
     document = maker.document(index, length, source, facts, questions, "train")
