@@ -33,6 +33,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # The default flag for `gistkv ask`: answers whose least likely token is below this are called guesses.
 LOW_CONFIDENCE = 0.5
+# `gistkv ask` declines a question no passage of the document is this close to: params.yaml's
+# evaluate.gate.min_similarity, chosen on dev (a test keeps the two equal).
+MIN_PRESENCE = 0.36
 
 
 @app.command()
@@ -72,8 +75,10 @@ def doctor(base: Path = typer.Option(Path("models/base"), help="prepared base mo
 
 @app.command()
 def compress(document: Path, output: Path = typer.Option(..., "-o", "--output"),
-             model: Path = typer.Option(Path("models/gist"), help="trained compressor folder")) -> None:
-    """Compress a UTF-8 text file into a gist KV .safetensors file."""
+             model: Path = typer.Option(Path("models/gist"), help="trained compressor folder"),
+             index: bool = typer.Option(True, help="also store the passage index `ask` checks before answering "
+                                                   "(int8 sentence vectors, ~0.5 KB per passage)")) -> None:
+    """Compress a UTF-8 text file into a gist KV .safetensors file (with a passage index, unless --no-index)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from gistkv.core.compressor import load_compressor
@@ -94,29 +99,55 @@ def compress(document: Path, output: Path = typer.Option(..., "-o", "--output"),
             progress.add_task(f"compressing {document.name}", total=None)
             gist_kv = compress_text(compressor, text,
                                     warn=lambda line: typer.secho(f"warning: {document}: {line}", fg="yellow", err=True))
+            if index:
+                from gistkv.core.presence import PresenceIndex, load_embedder
+
+                progress.add_task("indexing passages", total=None)
+                passage_index = PresenceIndex.build(text, load_embedder())
+                passage_index.attach(gist_kv)
         gist_kv.save(output)
     except GistkvError as err:
         fail(err)
+    passages = f" + {passage_index.vectors.shape[0]} passages indexed ({passage_index.nbytes:,} bytes)" if index else ""
     typer.echo(f"{output}: {output.stat().st_size:,} bytes, {gist_kv.metadata['context_tokens']} context tokens "
-               f"-> {gist_kv.num_gist} gist tokens")
+               f"-> {gist_kv.num_gist} gist tokens{passages}")
 
 
 @app.command()
 def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/gist")),
         max_new_tokens: int = typer.Option(32),
-        min_confidence: float = typer.Option(LOW_CONFIDENCE, help="below this, the answer is flagged as a guess")) -> None:
+        min_confidence: float = typer.Option(LOW_CONFIDENCE, help="below this, the answer is flagged as a guess"),
+        min_presence: float = typer.Option(MIN_PRESENCE, help="decline when no passage of the document is this "
+                                                               "similar to the question (-1: always ask the gist)")) -> None:
     """Answer a free-form question from a gist file (streams the answer, then how sure the model was).
 
-    The confidence is the probability of the least likely token of the answer; a compressor trained on
-    questions whose answer is absent says so ("The document does not say.") instead of a number.
+    First the passage index stored with the gist (``compress`` makes it) is checked: when no passage of
+    the document is about the question, it answers "The document does not say." without asking the gist,
+    which would otherwise give the number it holds. Then the gist answers; the confidence is the
+    probability of the least likely token of the answer.
     """
     from gistkv.core.compressor import load_compressor
     from gistkv.core.kv import GistKV, answer_ids
+    from gistkv.core.presence import PresenceIndex
     from gistkv.core.prompt import query_text
 
     try:
         compressor = load_compressor(model)
         gist_kv = GistKV.load(artifact, compressor)
+        passage_index = PresenceIndex.of(gist_kv, artifact)
+        if passage_index is None:
+            typer.secho(f"[{artifact} has no passage index (compressed with --no-index): the gist answers every "
+                        "question, even one the document says nothing about]", err=True, fg="yellow")
+        else:
+            from gistkv.core.presence import load_embedder, passes, question_language
+            from gistkv.data.needles import decline_answer
+
+            similarity, passed = passes(passage_index, question, load_embedder(), min_presence)
+            if not passed:
+                typer.echo(decline_answer(question_language(question)))
+                typer.secho(f"[declined: the closest passage of the document has similarity {similarity:.2f} < "
+                            f"{min_presence:.2f} (--min-presence); the gist was not asked]", err=True, fg="yellow")
+                return
         tokenizer = compressor.tokenizer
         shown: list[int] = []
         printed = ""
@@ -135,8 +166,9 @@ def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/g
         typer.echo()
         confidence = decoded.min_token_prob
         verdict = "low: treat it as a guess" if confidence < min_confidence else "ok"
-        typer.secho(f"[confidence {confidence:.2f} ({verdict}); answered from {gist_kv.num_gist} gist tokens of a "
-                    f"{gist_kv.context_tokens:,}-token document]", err=True, fg="yellow" if confidence < min_confidence else None)
+        found = f"closest passage {similarity:.2f}; " if passage_index is not None else ""
+        typer.secho(f"[confidence {confidence:.2f} ({verdict}); {found}answered from {gist_kv.num_gist} gist tokens of "
+                    f"a {gist_kv.context_tokens:,}-token document]", err=True, fg="yellow" if confidence < min_confidence else None)
     except GistkvError as err:
         fail(err)
 
@@ -145,9 +177,11 @@ def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/g
 def inspect(artifact: Path) -> None:
     """Show a gist file's metadata, size, and its ratio to the full KV cache it replaces."""
     from gistkv.core.kv import GistKV
+    from gistkv.core.presence import PresenceIndex
 
     try:
         gist_kv = GistKV.load(artifact)
+        index = PresenceIndex.of(gist_kv, artifact)
     except GistkvError as err:
         fail(err)
     meta = gist_kv.metadata
@@ -156,8 +190,11 @@ def inspect(artifact: Path) -> None:
     per_token = gist_kv.nbytes // gist_kv.num_gist
     full = per_token * gist_kv.context_tokens
     typer.echo(f"{'file bytes':>22}: {artifact.stat().st_size:,}")
+    typer.echo(f"{'passage index':>22}: " + (f"{index.vectors.shape[0]} passages, {index.nbytes:,} bytes"
+                                             if index is not None else "none (ask cannot decline)"))
     typer.echo(f"{'full KV it replaces':>22}: {full:,} bytes ({gist_kv.context_tokens} tokens) -> "
-               f"{full / max(gist_kv.nbytes, 1):,.1f}x smaller")
+               f"{full / max(gist_kv.nbytes, 1):,.1f}x smaller (the gist's KV; "
+               f"{full / max(artifact.stat().st_size, 1):,.1f}x the whole file)")
 
 
 @app.command("near-misses")

@@ -9,8 +9,8 @@ language, or RULER).
 
 Groups: ``baselines`` = full/<reader> and rag<budget>/<reader> for each reader in evaluate.readers and
 each budget in evaluate.rag.budgets (they read models/base and models/lora); ``gist`` = gist
-(compressed, stored in data/gist_kv/<dataset>/, loaded back, answered) and gist/empty (models/base and
-models/gist). So retraining the gist (``dvc exp run -S gist.num_tokens=25``) re-evaluates the gist
+(compressed, stored in data/gist_kv/<dataset>/, loaded back, answered), gist/gated (the same behind the
+presence gate of ``gistkv ask``, evaluate.gate) and gist/empty (models/base and models/gist). So retraining the gist (``dvc exp run -S gist.num_tokens=25``) re-evaluates the gist
 group only. Within a group each document is read once for all methods that read it whole. Writes
 data/eval/<group>/<dataset>.jsonl (one row per document x question x method) and
 metrics/eval/<group>/<dataset>/<method>.json; resumes after a kill (``gistkv.evaluation.journal``).
@@ -22,11 +22,12 @@ import torch
 import typer
 from rich.progress import Progress
 
+from gistkv.core.presence import load_embedder
 from gistkv.errors import GistkvError
 from gistkv.evaluation.evaluate import EvaluateParams, evaluate_documents, score_niah, score_ruler
 from gistkv.evaluation.groups import group_methods, group_settings, unique_ids, write_results
 from gistkv.evaluation.journal import Journal, run_fingerprint
-from gistkv.evaluation.methods import build_methods
+from gistkv.evaluation.registry import build_methods
 from gistkv.evaluation.readers import load_readers
 from gistkv.evaluation.retrieval import Retriever, load_embedding_function
 from gistkv.io import read_jsonl
@@ -71,6 +72,8 @@ def main(dataset: str = typer.Option(...), group: str = typer.Option(..., help="
                                                   for name in names})
         retriever = (Retriever(load_embedding_function(settings.rag.embedder, embedder_cache, settings.torch_threads),
                                readers["base"].tokenizer) if any(name.startswith("rag") for name in names) else None)
+        gate = ((load_embedder(embedder_cache, settings.torch_threads), settings.gate.min_similarity)
+                if "gist/gated" in names else None)
         models = [base, gist] if group == "gist" else [base, lora, embedder_cache]
         # Resumable: finished documents are kept in data/eval/<group>/.<dataset>.partial until the run ends.
         journal = Journal(predictions / group / f".{dataset}.partial", gist_kv / dataset if group == "gist" else None,
@@ -78,7 +81,7 @@ def main(dataset: str = typer.Option(...), group: str = typer.Option(..., help="
                                           str(readers["base"].model.device)))
         todo = [document for document in documents if document["id"] not in journal.finished]
         with Progress() as progress:
-            runners = build_methods(names, readers, retriever, settings.rag.budgets, journal.artifacts)
+            runners = build_methods(names, readers, retriever, settings.rag.budgets, journal.artifacts, gate)
             task = progress.add_task(f"{len(names)} methods on {dataset}", total=len(documents),
                                      completed=len(documents) - len(todo))
             evaluate_documents(runners, readers["base"], todo, settings.max_new_tokens,

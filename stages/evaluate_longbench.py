@@ -48,7 +48,7 @@ def main(params: Path = Path("params.yaml"), longbench: Path = Path("data/longbe
             return
         from gistkv.evaluation.evaluate import evaluate_documents
         from gistkv.evaluation.longbench_eval import score_longbench, to_document
-        from gistkv.evaluation.methods import build_methods
+        from gistkv.evaluation.registry import build_methods
         from gistkv.evaluation.readers import load_readers
         from gistkv.evaluation.retrieval import Retriever, load_embedding_function
 

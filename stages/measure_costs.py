@@ -11,7 +11,7 @@ import typer
 
 from gistkv.evaluation.costs import CostParams, cost_summary, measure_method
 from gistkv.evaluation.evaluate import EvaluateParams
-from gistkv.evaluation.methods import method_names
+from gistkv.evaluation.registry import method_names
 from gistkv.evaluation.summaries import by
 from gistkv.io import read_jsonl, write_json
 from gistkv.params import load_section

@@ -14,7 +14,7 @@ SETTINGS = load_section(Path(__file__).parent.parent / "params.yaml", "evaluate"
 
 def test_the_groups_split_the_methods_and_ruler_keeps_its_own():
     baselines = group_methods(SETTINGS, "niah_test_en", "baselines", "")
-    assert group_methods(SETTINGS, "niah_test_en", "gist", "") == ["gist", "gist/empty"]
+    assert group_methods(SETTINGS, "niah_test_en", "gist", "") == ["gist", "gist/gated", "gist/empty"]
     assert baselines and all(name.startswith(("full/", "rag")) for name in baselines)
     assert set(group_methods(SETTINGS, "ruler", "baselines", "")) == set(SETTINGS.ruler_methods) & set(baselines)
 

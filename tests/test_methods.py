@@ -15,7 +15,8 @@ from gistkv.core.compressor import ContextRead, load_compressor
 from gistkv.core.prompt import encode
 from gistkv.errors import GistkvError
 from gistkv.evaluation.evaluate import evaluate_documents, score_niah
-from gistkv.evaluation.methods import build_methods, method_names, question_query
+from gistkv.evaluation.methods import question_query
+from gistkv.evaluation.registry import build_methods, method_names
 from gistkv.evaluation.readers import load_readers
 from gistkv.evaluation.summaries import niah_metrics
 from gistkv.training.train import train_compressor
@@ -57,8 +58,10 @@ def load_stage(name: str):
 def test_methods_are_named_by_what_they_read_and_who_reads_it(readers):
     names = method_names(["base", "tuned"], BUDGETS, gist=True)
     assert names == ["full/base", "full/tuned", "rag8/base", "rag8/tuned", "rag16/base", "rag16/tuned", "gist",
-                     "gist/empty"]
-    built = build_methods(names, readers, Retrieverless(), BUDGETS)
+                     "gist/gated", "gist/empty"]
+    with pytest.raises(GistkvError, match="method gist/gated needs the gate"):
+        build_methods(names, readers, Retrieverless(), BUDGETS)
+    built = build_methods(names, readers, Retrieverless(), BUDGETS, gate=(None, 0.36))
     assert [method.name for method in built] == names
     assert {method.name: method.reader_name for method in built}["rag16/tuned"] == "tuned"
     with pytest.raises(GistkvError, match="method 'bm25': unknown"):
@@ -216,12 +219,14 @@ def test_evaluate_stage_runs_the_named_methods_and_refuses_unknown_ones(trained,
     assert not (tmp_path / "kv").exists()                                           # baselines store nothing
     done = CliRunner().invoke(stage.app, args + ["--group", "gist"])
     assert done.exit_code == 0, done.output
-    assert sorted(path.name for path in (tmp_path / "m/gist/niah_dev_en").iterdir()) == ["gist-empty.json", "gist.json"]
-    assert len(list((tmp_path / "kv/niah_dev_en").glob("*.safetensors"))) == 2     # the stored gists, no warm-up's
-    for group in ("baselines", "gist"):
-        assert len((tmp_path / f"eval/{group}/niah_dev_en.jsonl").read_text().splitlines()) == 2 * 2 * 2
+    assert sorted(path.name for path in (tmp_path / "m/gist/niah_dev_en").iterdir()) == ["gist-empty.json",
+                                                                                        "gist-gated.json", "gist.json"]
+    stored = sorted(path.name for path in (tmp_path / "kv/niah_dev_en").glob("*.safetensors"))
+    assert len(stored) == 4 and len([name for name in stored if name.endswith(".gated.safetensors")]) == 2  # no warm-up's
+    for group, methods in (("baselines", 2), ("gist", 3)):
+        assert len((tmp_path / f"eval/{group}/niah_dev_en.jsonl").read_text().splitlines()) == 2 * 2 * methods
     refused = CliRunner().invoke(stage.app, args + ["--group", "gist", "--methods", "full/tuned"])
-    assert refused.exit_code == 1 and "--methods: full/tuned not among the gist group's gist, gist/empty" in refused.output
+    assert refused.exit_code == 1 and "--methods: full/tuned not among the gist group's gist, gist/gated, gist/empty" in refused.output
     refused = CliRunner().invoke(stage.app, args + ["--group", "rag"])
     assert refused.exit_code == 1 and "--group rag: unknown (expected baselines or gist)" in refused.output
     # RULER with no gist method in evaluate.ruler_methods: the gist stage writes empty results, loads nothing.

@@ -4,6 +4,8 @@ File layout (one ``.safetensors`` per compressed context, no pickle)::
 
     layer.{i}.key    (kv_heads, num_gist, head_dim)
     layer.{i}.value  (kv_heads, num_gist, head_dim)
+    presence.vectors (passages, dim) int8, and presence.scales (passages,): optional, the passage index
+                     ``gistkv ask`` checks before it answers (gistkv.core.presence)
     metadata         strings: format version, base model + weights sha256, tokenizer hash,
                      adapter hash, num_gist_tokens, num_layers, num_kv_heads, head_dim, dtype,
                      position_offset, context_tokens, source_sha256
@@ -44,6 +46,9 @@ class GistKV:
     keys: list[torch.Tensor]      # per layer: (kv_heads, num_gist, head_dim)
     values: list[torch.Tensor]
     metadata: dict[str, str] = field(default_factory=dict)
+    # Tensors stored beside the gist, by name (the passage index of gistkv.core.presence); kept opaque here so
+    # that training, which reads gists, does not depend on the index's code.
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def num_gist(self) -> int:
@@ -71,6 +76,7 @@ class GistKV:
         for index, (key, value) in enumerate(zip(self.keys, self.values)):
             tensors[f"layer.{index}.key"] = key.contiguous().cpu()
             tensors[f"layer.{index}.value"] = value.contiguous().cpu()
+        tensors.update({name: tensor.contiguous().cpu() for name, tensor in self.extra.items()})
         with atomic_path(path) as tmp:
             tmp.write_bytes(deterministic_safetensors(tensors, self.metadata))
 
@@ -99,7 +105,8 @@ class GistKV:
             values = [tensors[f"layer.{i}.value"] for i in range(num_layers)]
         except KeyError as err:
             raise GistkvError(f"{path}: tensor {err.args[0]} missing; the file is incomplete.") from None
-        gist_kv = cls(keys=keys, values=values, metadata=metadata)
+        extra = {name: tensor for name, tensor in tensors.items() if not name.startswith("layer.")}
+        gist_kv = cls(keys=keys, values=values, metadata=metadata, extra=extra)
         expected_shape = (int(metadata["num_kv_heads"]), int(metadata["num_gist_tokens"]), int(metadata["head_dim"]))
         bad = [i for i, k in enumerate(keys) if tuple(k.shape) != expected_shape or tuple(values[i].shape) != expected_shape]
         if bad:

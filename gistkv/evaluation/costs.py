@@ -47,7 +47,7 @@ def _measure(method: str, base_dir: str, gist_dir: str, tuned_dir: str, document
 
     from gistkv.core.compressor import load_compressor
     from gistkv.evaluation.evaluate import evaluate_documents, score_niah
-    from gistkv.evaluation.methods import build_methods
+    from gistkv.evaluation.registry import build_methods
     from gistkv.evaluation.readers import base_reader
     from gistkv.evaluation.retrieval import Retriever, load_embedding_function
 

@@ -43,10 +43,19 @@ class RagParams:
 
 
 @dataclass
+class GateParams:
+    min_similarity: float        # gist/gated and `gistkv ask`: below this best-passage cosine, decline (chosen on dev)
+
+    def validate(self, where: str) -> None:
+        require(-1.0 <= self.min_similarity <= 1.0, f"{where}.min_similarity", "must be a cosine, within [-1, 1].")
+
+
+@dataclass
 class EvaluateParams:
     max_new_tokens: int          # NIAH answers: a number of up to 8 digits, or the decline sentence
     readers: list[str]           # who reads for the full-context and retrieval baselines: base, tuned
     rag: RagParams
+    gate: GateParams
     ruler_methods: list[str]     # the methods run on RULER (its answers are long, decoding is the CPU's cost)
     torch_threads: int
 

@@ -2,9 +2,9 @@
 
 Methods come in two groups, each its own DVC stage, so that retraining the gist re-evaluates the gist
 alone: ``baselines`` (full/<reader>, rag<budget>/<reader>: models/base and models/lora) and ``gist``
-(gist, gist/empty: models/base and models/gist).
+(gist, gist/gated, gist/empty: models/base and models/gist, and the sentence embedder for the gate).
 
-    names = group_methods(settings, "niah_test_en", "gist", "")       # ['gist', 'gist/empty']
+    names = group_methods(settings, "niah_test_en", "gist", "")       # ['gist', 'gist/gated', 'gist/empty']
     write_results(rows, names, "niah_test_en", Path("metrics/eval/gist/niah_test_en"),
                   Path("data/eval/gist/niah_test_en.jsonl"), hosts=[])
 """
@@ -16,12 +16,12 @@ from collections import Counter
 from pathlib import Path
 
 from gistkv.errors import GistkvError
-from gistkv.evaluation.methods import method_names
+from gistkv.evaluation.registry import method_names
 from gistkv.evaluation.summaries import niah_metrics, ruler_metrics
 from gistkv.io import atomic_dir, write_json, write_jsonl
 
 GROUPS = ("baselines", "gist")
-GIST_KEYS = ("max_new_tokens", "torch_threads", "ruler_methods")     # the gist stage's params in dvc.yaml
+GIST_KEYS = ("max_new_tokens", "torch_threads", "ruler_methods", "gate")     # the gist stage's params in dvc.yaml
 
 
 def in_group(name: str, group: str) -> bool:

@@ -6,13 +6,15 @@
     rag<B>/base    the top-k chunks a retriever finds, B tokens in all, read by the base model
     rag<B>/tuned   the same chunks read by the tuned reader
     gist           the document compressed into N gist tokens, stored as a file; the answer reads only it
+    gist/gated     what ``gistkv ask`` does: the gist, with a passage index stored beside it; a question that
+                   no passage of the document is about is declined without asking the gist (``gated.py``)
     gist/empty     negative control: the gist of an empty document (what the gist model guesses unaided)
 
 A method prepares a document once (``prepare``: read, compress, index) and then answers each question
 (``answer``). Methods that read the whole document share one read of it (``SharedRead``): the base
 weights read a document the same way for all of them, and each is charged that read's time.
 
-    methods = build_methods(["full/base", "gist"], readers, settings)
+    methods = build_methods(["full/base", "gist"], readers, retriever, budgets)   # gistkv.evaluation.registry
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import torch
 from gistkv.core.decode import Decoded, greedy_decode
 from gistkv.core.kv import GistKV, answer_ids, compress_ids, text_sha256
 from gistkv.core.prompt import query_text
-from gistkv.errors import GistkvError
 
 
 def question_query(question: dict) -> str:
@@ -124,6 +125,7 @@ class Gist:
     uses_shared_read = True
     name = "gist"
     reader_name = "gist"
+    file_suffix = ""            # beside the plain gist's file, gist/gated stores <id>.gated.safetensors
 
     def __init__(self, compressor, artifact_dir: str | Path | None = None):
         self.compressor = compressor
@@ -133,7 +135,9 @@ class Gist:
     def prepare(self, document: dict, context_ids: list[int], shared: SharedRead) -> Prepared:
         gist_kv = compress_ids(self.compressor, context_ids, cache=shared.get())
         gist_kv.metadata["source_sha256"] = text_sha256(context_text(document))
-        path = self.artifact_dir / f"{document['id']}.safetensors"
+        if (index := self.index(document)) is not None:
+            index.attach(gist_kv)
+        path = self.artifact_dir / f"{document['id']}{self.file_suffix}.safetensors"
         gist_kv.save(path)
         loaded = GistKV.load(path, self.compressor)
         return Prepared(loaded, loaded.num_gist, {"artifact_bytes": path.stat().st_size})
@@ -141,6 +145,10 @@ class Gist:
     def answer(self, prepared: Prepared, question: dict, max_new_tokens: int) -> Decoded:
         query = self.compressor.layout.query_ids(question_query(question))
         return answer_ids(self.compressor, prepared.state, query, max_new_tokens=max_new_tokens)
+
+    def index(self, document: dict):
+        """A passage index to store with the gist (gist/gated's, ``gated.py``); the plain gist stores none."""
+        return None
 
 
 class GistEmpty(Gist):
@@ -161,29 +169,3 @@ class GistEmpty(Gist):
 
     def reset(self) -> None:
         self.empty = None
-
-
-def method_names(readers: list[str], rag_budgets: list[dict], gist: bool) -> list[str]:
-    names = [f"full/{reader}" for reader in readers]
-    names += [f"rag{budget['chunk_tokens'] * budget['top_k']}/{reader}" for budget in rag_budgets for reader in readers]
-    return names + (["gist", "gist/empty"] if gist else [])
-
-
-def build_methods(names: list[str], readers: dict, retriever, rag_budgets: list[dict],
-                  artifact_dir: Path | None = None) -> list:
-    """Methods by name; ``readers`` maps base / tuned / gist to loaded compressors (``gistkv.evaluation.readers``)."""
-    budgets = {budget["chunk_tokens"] * budget["top_k"]: budget for budget in rag_budgets}
-    methods = []
-    for name in names:
-        kind, _, reader_name = name.partition("/")
-        if kind == "gist":
-            methods.append(GistEmpty(readers["gist"]) if reader_name == "empty" else Gist(readers["gist"], artifact_dir))
-        elif kind == "full":
-            methods.append(FullContext(readers[reader_name], reader_name))
-        elif kind.startswith("rag") and kind[3:].isdigit() and int(kind[3:]) in budgets:
-            budget = budgets[int(kind[3:])]
-            methods.append(Retrieval(readers[reader_name], reader_name, retriever, budget["chunk_tokens"],
-                                     budget["top_k"]))
-        else:
-            raise GistkvError(f"method {name!r}: unknown (known: full/<reader>, rag<budget>/<reader>, gist, gist/empty).")
-    return methods
