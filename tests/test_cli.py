@@ -30,16 +30,49 @@ def test_compress_then_ask_free_form_with_its_confidence(compressor_dir, tmp_pat
     runner = CliRunner()
     done = runner.invoke(app, ["compress", str(document), "-o", str(artifact), "--model", str(compressor_dir)])
     assert done.exit_code == 0, done.output
-    assert "-> 2 gist tokens" in done.output and artifact.exists()
+    assert "-> 2 gist tokens + 3 passages indexed" in done.output and artifact.exists()
     asked = runner.invoke(app, ["ask", str(artifact), "What is the combination of the secret vault?",
                                 "--model", str(compressor_dir), "--max-new-tokens", "4"])
     assert asked.exit_code == 0, asked.output
     confidence = [line for line in asked.output.splitlines() if line.startswith("[confidence ")]
-    assert len(confidence) == 1 and "answered from 2 gist tokens" in confidence[0]
+    assert len(confidence) == 1 and "answered from 2 gist tokens" in confidence[0] and "closest passage" in confidence[0]
     value = float(confidence[0].split()[1])
     assert 0 <= value <= 1 and ("treat it as a guess" in confidence[0]) == (value < 0.5)
     inspected = runner.invoke(app, ["inspect", str(artifact)])
     assert inspected.exit_code == 0 and "full KV it replaces" in inspected.output
+    assert "passage index: 3 passages" in inspected.output
+
+
+@pytest.mark.parametrize("question, decline", [("What is the phone number of the harbour master?",
+                                                 "The document does not say."),
+                                                ("항구 관리인의 전화번호는 무엇입니까?", "문서에 나와 있지 않습니다.")])
+def test_a_question_no_passage_is_about_is_declined_without_asking_the_gist(compressor_dir, tmp_path, question,
+                                                                            decline):
+    document, artifact = tmp_path / "doc.txt", tmp_path / "doc.gist.safetensors"
+    document.write_text(UNSEEN, encoding="utf-8")
+    runner = CliRunner()
+    assert runner.invoke(app, ["compress", str(document), "-o", str(artifact), "--model", str(compressor_dir)]).exit_code == 0
+    asked = runner.invoke(app, ["ask", str(artifact), question, "--model", str(compressor_dir)])
+    assert asked.exit_code == 0, asked.output
+    lines = [line.split("\r")[-1].split("it/s]")[-1] for line in asked.output.splitlines()]   # after load's progress bar
+    assert decline in lines and any(line.startswith("[declined: the closest passage of the document has similarity")
+                                    for line in lines)
+    assert not any(line.startswith("[confidence") for line in lines)          # the gist was not asked
+    forced = runner.invoke(app, ["ask", str(artifact), question, "--model", str(compressor_dir), "--min-presence", "-1",
+                                 "--max-new-tokens", "2"])
+    assert forced.exit_code == 0 and any(line.startswith("[confidence") for line in forced.output.splitlines())
+
+
+def test_a_gist_compressed_without_the_index_answers_everything_and_says_so(compressor_dir, tmp_path):
+    document, artifact = tmp_path / "doc.txt", tmp_path / "doc.gist.safetensors"
+    document.write_text(UNSEEN, encoding="utf-8")
+    runner = CliRunner()
+    done = runner.invoke(app, ["compress", str(document), "-o", str(artifact), "--model", str(compressor_dir), "--no-index"])
+    assert done.exit_code == 0 and "passages indexed" not in done.output
+    asked = runner.invoke(app, ["ask", str(artifact), "What is the phone number of the harbour master?",
+                                "--model", str(compressor_dir), "--max-new-tokens", "2"])
+    assert asked.exit_code == 0 and "has no passage index (compressed with --no-index)" in asked.output
+    assert any(line.startswith("[confidence") for line in asked.output.splitlines())
 
 
 def test_bad_input_is_one_line_without_a_traceback(compressor_dir, tmp_path):

@@ -284,7 +284,7 @@ def test_a_killed_evaluation_resumes_after_its_last_finished_document(trained, t
     monkeypatch.setattr(evaluate_module, "run_document", counted)
     assert run("killed").exit_code == 1 and not (tmp_path / "killed/eval/gist/niah_dev_en.jsonl").exists()
     partial = tmp_path / "killed/eval/gist/.niah_dev_en.partial"
-    assert len(list((tmp_path / "killed/kv/.niah_dev_en.partial").glob("*.safetensors"))) == 1
+    assert len(list((tmp_path / "killed/kv/.niah_dev_en.partial").glob("*.safetensors"))) == 2   # gist, gated
     calls.clear()
     die_at[0] = 0
     assert run("killed").exit_code == 0 and calls == ["d81", "d82"]        # d80 was kept
@@ -341,3 +341,20 @@ def test_a_method_alone_in_its_own_process_reports_its_costs(trained, method):
     summary = cost_summary(method, result)
     assert summary["peak_rss_mb"] > 50 and summary["load_s"] > 0 and summary["n_documents"] == 2
     assert summary["first_answer_s_tokens_16"] > 0 and summary["per_question_s_tokens_16"] > 0
+
+
+def test_the_gated_gist_declines_what_no_passage_is_about_and_otherwise_answers_as_the_gist(readers):
+    from test_presence import bag_of_words
+
+    methods = build_methods(["gist", "gist/gated"], readers, Retrieverless(), BUDGETS, gate=(bag_of_words, 0.5))
+    rows = evaluate_documents(methods, readers["base"], documents(2, 50), 4, score_niah, warm_up_first=False)
+    plain = {(row["id"], row["kind"]): row for row in rows if row["method"] == "gist"}
+    gated = {(row["id"], row["kind"]): row for row in rows if row["method"] == "gist/gated"}
+    for (doc_id, kind), row in gated.items():
+        if kind == "absent":        # "What is the order number?" shares only "what is the" with a passage
+            assert row["gated"] and row["declined"] and row["prediction"] == "The document does not say."
+            assert row["presence"] < 0.5 and row["min_token_prob"] != row["min_token_prob"]     # nan: no model
+        else:                       # "What is the pass key?" has its passage: the gist answers, unchanged
+            assert not row["gated"] and row["presence"] > 0.5
+            assert row["prediction"] == plain[(doc_id, kind)]["prediction"]
+        assert row["artifact_bytes"] > plain[(doc_id, kind)]["artifact_bytes"]     # the index is stored too

@@ -19,10 +19,10 @@ TEXT = "The grass is green. The pass key is 12345. Remember it. The sun is yello
 
 def bag_of_words(texts: list[str]) -> np.ndarray:
     """A stand-in embedder: hashed word counts, so shared words make a cosine (no model to load)."""
-    vectors = np.zeros((len(texts), 64), dtype=np.float32)
+    vectors = np.zeros((len(texts), 4096), dtype=np.float32)
     for row, text in enumerate(texts):
         for word in text.lower().strip(".?!").replace("?", " ").replace(".", " ").split():
-            vectors[row, hashlib.sha256(word.encode()).digest()[0] % 64] += 1
+            vectors[row, int.from_bytes(hashlib.sha256(word.encode()).digest()[:2], "big") % 4096] += 1
     return vectors
 
 
@@ -38,7 +38,7 @@ def test_sentences_are_passages_and_long_ones_overlapping_windows():
 
 def test_the_int8_index_keeps_the_cosines():
     index = PresenceIndex.build(TEXT, bag_of_words)
-    assert index.vectors.dtype.is_floating_point is False and index.vectors.shape == (4, 64)
+    assert index.vectors.dtype.is_floating_point is False and index.vectors.shape == (4, 4096)
     exact = bag_of_words(passages(TEXT))
     exact /= np.linalg.norm(exact, axis=1, keepdims=True)
     question = bag_of_words(["What is the pass key?"])[0]

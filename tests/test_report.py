@@ -18,14 +18,15 @@ DECLINE = "The document does not say."
 GROUPS = ("seen", "unseen_text", "unseen_family", "keyed")
 KV_PER_TOKEN = 18_432
 READER = {"full/base": "base", "full/tuned": "tuned", "rag16/base": "base", "rag128/base": "base", "gist": "gist",
-          "gist/empty": "gist"}
+          "gist/gated": "gist", "gist/empty": "gist"}
 
 
 def costs(doc_id: str, index: int, method: str, length: int, budget: int) -> dict:
     row = {"id": doc_id, "question_index": index, "method": method, "reader": READER[method], "target_tokens": length,
            "context_tokens": length, "budget_tokens": budget, "answer_kv_bytes": budget * KV_PER_TOKEN,
            "full_kv_bytes": length * KV_PER_TOKEN, "one_off_s": 0.5, "answer_s": 0.25}
-    return {**row, "artifact_bytes": 200_000} if method == "gist" else row
+    stored = {"gist": 200_000, "gist/gated": 200_000 + 64 * length}       # the gated file grows with the document
+    return {**row, "artifact_bytes": stored[method]} if method in stored else row
 
 
 def niah_rows(lang: str, method: str, budget: int | None, present: list[bool], declined: list[bool],
@@ -55,6 +56,7 @@ EN = {  # method: (budget tokens (None: the whole context), present right per do
     "rag16/base": (16, [F, F, T, F, F, F, F, F], [T] * 8),
     "rag128/base": (128, [T, F, T, F, T, F, F, T], [T] * 8),
     "gist": (10, [T, T, T, T, F, F, T, T], [T, T, T, T, T, F, T, T]),
+    "gist/gated": (10, [T, T, T, F, F, F, T, T], [T] * 8),
     "gist/empty": (10, [F] * 8, [T] * 8),
 }
 KO = {"full/base": (None, [T, T, T, T], [T] * 4), "gist": (20, [T, T, F, T], [T] * 4)}
@@ -138,12 +140,23 @@ def test_the_bar_is_met_or_not_from_the_test_numbers(report):
     assert seen[2].endswith(" met |")               # met on the point, not on the interval's lower bound
     assert rows["| absent answer declined ≥ 80%"].split(" | ")[1].startswith("87.5 % [")
     assert "| compression ≥ 100x on documents ≥ 1,000 tokens | 102x met | 51x **not met** |" in text
+    gated = rows["| absent answer declined ≥ 80%, behind the gate (`gistkv ask`)"].split(" | ")   # en 8/8; ko: none
+    assert gated[1].startswith("100.0 % [") and gated[1].endswith(" met") and gated[2] == "– |"
+    assert rows["| unseen needle families ≥ 80%, behind the gate (`gistkv ask`)"].split(" | ")[1].startswith("100.0 % [")
+
+
+def test_the_memory_table_shows_the_gated_file_growing_with_the_document(report):
+    _, _, text = report
+    english = section(text, "Test, en")
+    assert "| gist KV the answer reads | ratio | gated file (gist + passage index) |" in english
+    memory = english[english.index("| context tokens |"):]
+    assert "| 259 KiB |" in memory.splitlines()[2] and "| 323 KiB |" in memory.splitlines()[3]   # 1,024 and 2,048
 
 
 def test_method_table_lists_methods_in_order_with_their_rates(report):
     _, _, text = report
     english = section(text, "Test, en")
-    order = ["full/base", "full/tuned", "rag16/base", "rag128/base", "gist", "gist/empty"]
+    order = ["full/base", "full/tuned", "rag16/base", "rag128/base", "gist", "gist/gated", "gist/empty"]
     positions = [english.index(f"\n| {name} | {READER[name]} |") for name in order]
     assert positions == sorted(positions)
     # gist: 6 of 8 right; unseen family 2/2, seen 1/2, unseen text 1/2, keyed 2/2; 7 of 8 absent declined; 1 near miss

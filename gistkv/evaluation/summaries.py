@@ -58,6 +58,9 @@ def cost_metrics(rows: list[dict]) -> dict:
         metrics[f"compression_ratio_tokens_{length}"] = median(row["context_tokens"] / row["budget_tokens"]
                                                                for row in subset if row["budget_tokens"])
         metrics[f"full_kv_bytes_tokens_{length}"] = median(row["full_kv_bytes"] for row in subset)
+        if any("artifact_bytes" in row for row in subset):      # gist/gated's file grows with the document
+            metrics[f"artifact_bytes_tokens_{length}"] = median(row["artifact_bytes"] for row in subset
+                                                                if "artifact_bytes" in row)
     return metrics
 
 

@@ -89,14 +89,18 @@ def length_table(methods: dict[str, dict], lengths: list[int]) -> list[str]:
 
 
 def memory_lines(methods: dict[str, dict], lengths: list[int]) -> list[str]:
-    gist = methods.get("gist", {})
-    lines = ["| context tokens | full KV of the document | gist file (stored) | gist KV the answer reads | ratio |",
-             "|---|---|---|---|---|"]
+    """Bytes per context length; with gist/gated, its file too (the gist and the passage index, which grows
+    with the document: a median over all lengths, like the gist file's)."""
+    gist, gated = methods.get("gist", {}), methods.get("gist/gated")
+    lines = ["| context tokens | full KV of the document | gist file (stored) | gist KV the answer reads | ratio |"
+             + (" gated file (gist + passage index) |" if gated else ""), "|---|---|---|---|---|" + ("---|" if gated else "")]
     for length in lengths:
         full = gist.get(f"full_kv_bytes_tokens_{length}")
         lines.append(f"| {length} | {fmt(full, 'bytes')} | {fmt(gist.get('artifact_bytes'), 'bytes')} "
                      f"| {fmt(gist.get('answer_kv_bytes'), 'bytes')} "
-                     f"| {fmt(full / gist['answer_kv_bytes'] if full and gist.get('answer_kv_bytes') else None, 'x')} |")
+                     f"| {fmt(full / gist['answer_kv_bytes'] if full and gist.get('answer_kv_bytes') else None, 'x')} |"
+                     + (f" {fmt(gated.get(f'artifact_bytes_tokens_{length}', gated.get('artifact_bytes')), 'bytes')} |"
+                        if gated else ""))
     return lines
 
 
@@ -148,16 +152,19 @@ def bar_lines(found: dict, targets: Targets, langs: list[str]) -> list[str]:
               (f"seen wordings on eval-only text ≥ {targets.seen_accuracy:.0%}", "accuracy_seen", targets.seen_accuracy),
               (f"keyed with distractors ≥ {targets.keyed_accuracy:.0%}", "accuracy_keyed", targets.keyed_accuracy),
               (f"absent answer declined ≥ {targets.absent_declined:.0%}", "absent_declined", targets.absent_declined)]
-    for title, key, bar in checks:
-        cells = []
-        for lang in langs:
-            gist = found.get(f"niah_test_{lang}", {}).get("gist", {})
-            if key not in gist:
-                cells.append("–")
-                continue
-            sure = " (also its lower bound)" if gist[f"{key}_ci_low"] >= bar else ""
-            cells.append(f"{cell(gist, key)} {'met' + sure if gist[key] >= bar else '**not met**'}")
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    # gist: the compressor alone; gist/gated: what `gistkv ask` does (the passage index declines first)
+    gated = any("gist/gated" in found.get(f"niah_test_{lang}", {}) for lang in langs)
+    for method, suffix in (("gist", ""), ("gist/gated", ", behind the gate (`gistkv ask`)"))[:2 if gated else 1]:
+        for title, key, bar in checks:
+            cells = []
+            for lang in langs:
+                gist = found.get(f"niah_test_{lang}", {}).get(method, {})
+                if key not in gist:
+                    cells.append("–")
+                    continue
+                sure = " (also its lower bound)" if gist[f"{key}_ci_low"] >= bar else ""
+                cells.append(f"{cell(gist, key)} {'met' + sure if gist[key] >= bar else '**not met**'}")
+            lines.append(f"| {title}{suffix} | " + " | ".join(cells) + " |")
     def lowest_ratio(gist: dict) -> float | None:      # the bar is on documents of at least 1,000 tokens
         ratios = [value for key, value in gist.items() if key.startswith("compression_ratio_tokens_")
                   and int(key.rsplit("_", 1)[1]) >= 1000]
