@@ -38,10 +38,11 @@ def fmt(value, kind: str = "") -> str:
 
 
 def method_order(name: str) -> tuple:
-    """full, then retrieval by budget, then gist and its empty-document control; base before tuned."""
+    """full, then retrieval by budget, then gist, gist/gated and the empty-document control; base before tuned."""
     kind, _, reader = name.partition("/")
     rank = {"full": 0, "gist": 2}.get(kind, 1)
-    return rank, int(kind[3:]) if kind.startswith("rag") and kind[3:].isdigit() else 0, reader
+    gist_rank = {"": 0, "gated": 1, "empty": 2}.get(reader, 0) if kind == "gist" else 0
+    return rank, int(kind[3:]) if kind.startswith("rag") and kind[3:].isdigit() else 0, gist_rank, reader
 
 
 def lengths_of(methods: dict[str, dict]) -> list[int]:
