@@ -326,7 +326,7 @@ def test_longbench_stage_runs_the_methods_on_downloaded_tasks(trained, tmp_path)
     assert len((tmp_path / "out/multifieldqa_en.jsonl").read_text().splitlines()) == 2 * 3
 
 
-@pytest.mark.parametrize("method", ["full/tuned", "gist"])
+@pytest.mark.parametrize("method", ["full/tuned", "gist", "gist/gated"])
 def test_a_method_alone_in_its_own_process_reports_its_costs(trained, method):
     """stage measure_costs: a fresh process per method, only its own model loaded, the same accounting."""
     from gistkv.evaluation.costs import cost_summary, measure_method
@@ -341,6 +341,17 @@ def test_a_method_alone_in_its_own_process_reports_its_costs(trained, method):
     summary = cost_summary(method, result)
     assert summary["peak_rss_mb"] > 50 and summary["load_s"] > 0 and summary["n_documents"] == 2
     assert summary["first_answer_s_tokens_16"] > 0 and summary["per_question_s_tokens_16"] > 0
+
+
+def test_a_method_whose_process_dies_is_an_error_not_a_hang(trained, tmp_path):
+    from gistkv.evaluation.costs import measure_method
+    from gistkv.evaluation.evaluate import EvaluateParams
+    from gistkv.params import load_section
+
+    base, root = trained
+    settings = load_section(REPO / "params.yaml", "evaluate", EvaluateParams)
+    with pytest.raises(GistkvError, match="measure_costs: gist's process ended \\(exit code 1\\) before it reported"):
+        measure_method("gist", base, tmp_path / "no-gist", root / "lora", documents(1, 90), settings)
 
 
 def test_the_gated_gist_declines_what_no_passage_is_about_and_otherwise_answers_as_the_gist(readers):

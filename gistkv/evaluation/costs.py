@@ -12,12 +12,14 @@ model's read), so nothing it does not need is in memory.
 from __future__ import annotations
 
 import multiprocessing
+import queue as queue_module
 import resource
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gistkv.errors import GistkvError
 from gistkv.params import require
 
 
@@ -46,6 +48,7 @@ def _measure(method: str, base_dir: str, gist_dir: str, tuned_dir: str, document
     import torch
 
     from gistkv.core.compressor import load_compressor
+    from gistkv.core.presence import load_embedder
     from gistkv.evaluation.evaluate import evaluate_documents, score_niah
     from gistkv.evaluation.registry import build_methods
     from gistkv.evaluation.readers import base_reader
@@ -57,11 +60,14 @@ def _measure(method: str, base_dir: str, gist_dir: str, tuned_dir: str, document
     reader = {"base": lambda: base_reader(Path(base_dir)), "tuned": lambda: load_compressor(tuned_dir, gist_mask=False),
               "gist": lambda: load_compressor(gist_dir)}[name]()
     load_s = time.perf_counter() - start
-    retriever = None
+    retriever, gate = None, None
     if method.startswith("rag"):
         retriever = Retriever(load_embedding_function(settings.rag.embedder, Path(base_dir).parent / "embedder",
                                                       settings.torch_threads), reader.tokenizer)
-    [runner] = build_methods([method], {name: reader}, retriever, settings.rag.budgets)
+    if method == "gist/gated":      # its embedder's loading counts as the method's model loading
+        gate = (load_embedder(Path(base_dir).parent / "embedder", settings.torch_threads), settings.gate.min_similarity)
+        load_s = time.perf_counter() - start
+    [runner] = build_methods([method], {name: reader}, retriever, settings.rag.budgets, gate=gate)
     rows = evaluate_documents([runner], reader, documents, settings.max_new_tokens, score_niah)
     queue.put({"rows": rows, "load_s": load_s, "peak_rss_mb": peak_rss_mb()})
 
@@ -73,7 +79,14 @@ def measure_method(method: str, base_dir: Path, gist_dir: Path, tuned_dir: Path,
     child = context.Process(target=_measure, args=(method, str(base_dir), str(gist_dir), str(tuned_dir), documents,
                                                    settings, queue))
     child.start()
-    result = queue.get()
+    while True:         # a child that dies before it reports (an exception, the OOM killer) must not hang the stage
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queue_module.Empty:
+            if not child.is_alive() and queue.empty():
+                raise GistkvError(f"measure_costs: {method}'s process ended (exit code {child.exitcode}) before it "
+                                  "reported; its error is printed above.") from None
     child.join()
     return result
 
