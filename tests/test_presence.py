@@ -46,6 +46,7 @@ def test_the_int8_index_keeps_the_cosines():
     assert abs(index.similarity("What is the pass key?", bag_of_words) - best) < 0.01
     with pytest.raises(GistkvError, match="no words"):
         PresenceIndex.build(" ", bag_of_words)
+    assert PresenceIndex.build("Birds sang. " * 40 + TEXT, bag_of_words).vectors.shape[0] == 5    # repeats stored once
 
 
 def test_the_gate_passes_a_question_about_the_document_and_declines_one_about_something_else():

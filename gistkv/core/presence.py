@@ -64,7 +64,7 @@ class PresenceIndex:
 
     @classmethod
     def build(cls, text: str, embed) -> "PresenceIndex":
-        found = passages(text)
+        found = list(dict.fromkeys(passages(text)))     # a repeated passage adds bytes, never a better match
         if not found:
             raise GistkvError("the document has no words: there is nothing to index.")
         rows = unit_rows(embed(found))
