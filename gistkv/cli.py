@@ -117,8 +117,9 @@ def compress(document: Path, output: Path = typer.Option(..., "-o", "--output"),
 def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/gist")),
         max_new_tokens: int = typer.Option(32),
         min_confidence: float = typer.Option(LOW_CONFIDENCE, help="below this, the answer is flagged as a guess"),
-        min_presence: float = typer.Option(MIN_PRESENCE, help="decline when no passage of the document is this "
-                                                               "similar to the question (-1: always ask the gist)")) -> None:
+        min_presence: float = typer.Option(MIN_PRESENCE, min=-1.0, max=1.0,
+                                           help="decline when no passage of the document is this similar to the "
+                                                "question (a cosine; -1: always ask the gist)")) -> None:
     """Answer a free-form question from a gist file (streams the answer, then how sure the model was).
 
     First the passage index stored with the gist (``compress`` makes it) is checked: when no passage of
@@ -132,12 +133,17 @@ def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/g
     from gistkv.core.prompt import query_text
 
     try:
+        if not any(character.isalnum() for character in question):
+            raise GistkvError("the question has no words; ask something, e.g. \"What is the pass key?\".")
         compressor = load_compressor(model)
         gist_kv = GistKV.load(artifact, compressor)
         passage_index = PresenceIndex.of(gist_kv, artifact)
         if passage_index is None:
-            typer.secho(f"[{artifact} has no passage index (compressed with --no-index): the gist answers every "
-                        "question, even one the document says nothing about]", err=True, fg="yellow")
+            typer.secho(f"[{artifact} has no passage index (compressed with --no-index, or by a gistkv older than the "
+                        "index): the gist answers every question, even one the document says nothing about; "
+                        "compress it again for the check]", err=True, fg="yellow")
+        elif min_presence <= -1:
+            passage_index = None        # the user turned the check off: nothing to load or embed
         else:
             from gistkv.core.presence import load_embedder, passes, question_language
             from gistkv.data.needles import decline_answer

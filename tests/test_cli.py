@@ -41,18 +41,31 @@ def test_compress_then_ask_free_form_with_its_confidence(compressor_dir, tmp_pat
     inspected = runner.invoke(app, ["inspect", str(artifact)])
     assert inspected.exit_code == 0 and "full KV it replaces" in inspected.output
     assert "passage index: 3 passages" in inspected.output
+    empty = runner.invoke(app, ["ask", str(artifact), " ? ", "--model", str(compressor_dir)])
+    assert empty.exit_code == 1 and "the question has no words" in empty.output and "Traceback" not in empty.output
+    out_of_range = runner.invoke(app, ["ask", str(artifact), "What?", "--model", str(compressor_dir), "--min-presence", "36"])
+    assert out_of_range.exit_code == 2 and "--min-presence" in out_of_range.output
 
 
 @pytest.mark.parametrize("question, decline", [("What is the phone number of the harbour master?",
                                                  "The document does not say."),
                                                 ("항구 관리인의 전화번호는 무엇입니까?", "문서에 나와 있지 않습니다.")])
 def test_a_question_no_passage_is_about_is_declined_without_asking_the_gist(compressor_dir, tmp_path, question,
-                                                                            decline):
+                                                                            decline, monkeypatch):
+    import gistkv.core.kv
+
     document, artifact = tmp_path / "doc.txt", tmp_path / "doc.gist.safetensors"
     document.write_text(UNSEEN, encoding="utf-8")
     runner = CliRunner()
     assert runner.invoke(app, ["compress", str(document), "-o", str(artifact), "--model", str(compressor_dir)]).exit_code == 0
+    real_answer_ids = gistkv.core.kv.answer_ids
+
+    def gist_must_not_be_asked(*args, **kwargs):
+        raise AssertionError("the gist was asked")
+
+    monkeypatch.setattr(gistkv.core.kv, "answer_ids", gist_must_not_be_asked)
     asked = runner.invoke(app, ["ask", str(artifact), question, "--model", str(compressor_dir)])
+    monkeypatch.setattr(gistkv.core.kv, "answer_ids", real_answer_ids)
     assert asked.exit_code == 0, asked.output
     lines = [line.split("\r")[-1].split("it/s]")[-1] for line in asked.output.splitlines()]   # after load's progress bar
     assert decline in lines and any(line.startswith("[declined: the closest passage of the document has similarity")
@@ -71,7 +84,7 @@ def test_a_gist_compressed_without_the_index_answers_everything_and_says_so(comp
     assert done.exit_code == 0 and "passages indexed" not in done.output
     asked = runner.invoke(app, ["ask", str(artifact), "What is the phone number of the harbour master?",
                                 "--model", str(compressor_dir), "--max-new-tokens", "2"])
-    assert asked.exit_code == 0 and "has no passage index (compressed with --no-index)" in asked.output
+    assert asked.exit_code == 0 and "has no passage index (compressed with --no-index" in asked.output
     assert any(line.startswith("[confidence") for line in asked.output.splitlines())
 
 

@@ -70,6 +70,11 @@ def test_the_index_is_stored_in_the_artifact_and_a_damaged_one_is_refused(tiny_m
     loaded = PresenceIndex.of(loaded_kv)
     assert loaded is not None and (loaded.vectors == index.vectors).all()
     assert loaded.similarity("What is the pass key?", bag_of_words) == index.similarity("What is the pass key?", bag_of_words)
+    assert loaded_kv.metadata["presence_embedder"] == "universal-sentence-encoder-multilingual-3"
+    other = GistKV.load(tmp_path / "indexed.safetensors", compressor)
+    other.metadata["presence_embedder"] = "all-MiniLM-L6-v2"
+    with pytest.raises(GistkvError, match="x.safetensors: its passage index was made by embedder 'all-MiniLM-L6-v2'"):
+        PresenceIndex.of(other, "x.safetensors")
     tensors = load_file(tmp_path / "indexed.safetensors")
     del tensors["presence.scales"]
     save_file(tensors, tmp_path / "damaged.safetensors", metadata=loaded_kv.metadata)

@@ -34,6 +34,7 @@ def question_rows(lang: str) -> list[dict]:
             kind = question["kind"] if question["kind"] == "present" else (
                 "absent, held family" if question["family"] in held else "absent, other family")
             rows.append({"lang": lang, "id": document["id"], "kind": kind, "passages": index.vectors.shape[0],
+                         "length": document["target_tokens"],
                          "similarity": index.similarity(question["question"], embed)})
     return rows
 
@@ -77,3 +78,6 @@ print(f"threshold chosen on all documents: {chosen}")
 for lang in ("en", "ko"):
     absent, present = declined([row for row in rows if row["lang"] == lang], chosen)
     print(f"  all {lang}: absent declined {absent:.1%}, present declined {present:.1%}")
+    for length in sorted({row["length"] for row in rows}):      # more passages, a closer best match by chance
+        absent, present = declined([row for row in rows if row["lang"] == lang and row["length"] == length], chosen)
+        print(f"    {length} tokens: absent declined {absent:.1%}, present declined {present:.1%}")

@@ -26,6 +26,7 @@ import torch
 from gistkv.errors import GistkvError
 
 EMBEDDER = "use"                  # gistkv.evaluation.retrieval: multilingual USE v3, reads Korean
+EMBEDDER_NAME = "universal-sentence-encoder-multilingual-3"    # recorded in the artifact's metadata
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 LONG_SENTENCE_WORDS = 16          # longer sentences are windowed: a needle inside a long run of text (Korean
 WINDOW_WORDS = 12                 # bills have few full stops) would otherwise be one small part of a big passage
@@ -68,7 +69,7 @@ class PresenceIndex:
         if not found:
             raise GistkvError("the document has no words: there is nothing to index.")
         rows = unit_rows(embed(found))
-        scales = np.abs(rows).max(axis=1) / 127.0
+        scales = np.maximum(np.abs(rows).max(axis=1), 1e-12) / 127.0
         quantized = np.round(rows / scales[:, None]).astype(np.int8)
         return cls(torch.from_numpy(quantized), torch.from_numpy(scales.astype(np.float32)))
 
@@ -82,8 +83,9 @@ class PresenceIndex:
         return sum(t.numel() * t.element_size() for t in (self.vectors, self.scales))
 
     def attach(self, gist_kv) -> None:
-        """Store the index in a ``GistKV`` (its ``extra`` tensors): it is saved with the gist."""
+        """Store the index in a ``GistKV`` (its ``extra`` tensors, and which embedder made it): saved with the gist."""
         gist_kv.extra.update(zip(TENSORS, (self.vectors, self.scales)))
+        gist_kv.metadata.update(presence_embedder=EMBEDDER_NAME, presence_dim=str(self.vectors.shape[1]))
 
     @classmethod
     def of(cls, gist_kv, path="the artifact") -> "PresenceIndex | None":
@@ -95,6 +97,10 @@ class PresenceIndex:
         if len(present) < len(TENSORS) or tensors[TENSORS[0]].shape[0] != tensors[TENSORS[1]].shape[0]:
             raise GistkvError(f"{path}: its passage index is damaged (presence.vectors and presence.scales must "
                               "both be there, one scale per row); compress the document again.")
+        made_by = (gist_kv.metadata.get("presence_embedder"), gist_kv.metadata.get("presence_dim"))
+        if made_by != (EMBEDDER_NAME, str(tensors[TENSORS[0]].shape[1])):
+            raise GistkvError(f"{path}: its passage index was made by embedder {made_by[0]!r} ({made_by[1]} dimensions), "
+                              f"not {EMBEDDER_NAME!r}; compress the document again.")
         return cls(tensors[TENSORS[0]], tensors[TENSORS[1]])
 
 

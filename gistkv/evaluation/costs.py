@@ -44,7 +44,16 @@ def reader_of(method: str) -> str:
 
 
 def _measure(method: str, base_dir: str, gist_dir: str, tuned_dir: str, documents: list[dict], settings, queue) -> None:
-    """In the child: load only this method's reader, evaluate the documents, report rows and peak memory."""
+    """In the child: run the method, or report its error as one line (the parent raises it)."""
+    try:
+        _measure_rows(method, base_dir, gist_dir, tuned_dir, documents, settings, queue)
+    except Exception as err:        # noqa: BLE001 - any failure becomes the stage's one-line error
+        queue.put({"error": f"{type(err).__name__}: {err}" if not isinstance(err, GistkvError) else str(err)})
+
+
+def _measure_rows(method: str, base_dir: str, gist_dir: str, tuned_dir: str, documents: list[dict], settings,
+                  queue) -> None:
+    """Load only this method's reader, evaluate the documents, report rows and peak memory."""
     import torch
 
     from gistkv.core.compressor import load_compressor
@@ -79,15 +88,17 @@ def measure_method(method: str, base_dir: Path, gist_dir: Path, tuned_dir: Path,
     child = context.Process(target=_measure, args=(method, str(base_dir), str(gist_dir), str(tuned_dir), documents,
                                                    settings, queue))
     child.start()
-    while True:         # a child that dies before it reports (an exception, the OOM killer) must not hang the stage
+    while True:         # a child killed before it reports (the OOM killer) must not hang the stage
         try:
             result = queue.get(timeout=5)
             break
         except queue_module.Empty:
             if not child.is_alive() and queue.empty():
-                raise GistkvError(f"measure_costs: {method}'s process ended (exit code {child.exitcode}) before it "
-                                  "reported; its error is printed above.") from None
+                raise GistkvError(f"measure_costs: {method}'s process was killed (exit code {child.exitcode}) before "
+                                  "it reported; was it out of memory?") from None
     child.join()
+    if "error" in result:
+        raise GistkvError(f"measure_costs: {method}: {result['error']}")
     return result
 
 

@@ -28,7 +28,8 @@ def headline_table(metrics_dir: Path) -> str:
     for lang in langs:
         for name, metrics in found[f"niah_test_{lang}"].items():
             # A full read's size is the document's (1,024-4,096 tokens here): a median of it is no sample's size.
-            reads = "the document" if name.startswith("full/") else fmt(metrics.get("budget_tokens"))
+            reads = "the document" if name.startswith("full/") else fmt(metrics.get("budget_tokens")) + (
+                " + passage index" if name == "gist/gated" else "")
             lines.append(f"| {lang} | {name} | {reads} | {cell(metrics, 'accuracy')} "
                          f"| {fmt(metrics.get('accuracy_unseen_family'), 'pct')} | {fmt(metrics.get('accuracy_seen'), 'pct')} "
                          f"| {fmt(metrics.get('accuracy_keyed'), 'pct')} | {fmt(metrics.get('absent_declined'), 'pct')} "
@@ -38,6 +39,9 @@ def headline_table(metrics_dir: Path) -> str:
     if waiting := [lang for lang in langs if "gist" not in found[f"niah_test_{lang}"]]:
         lines += ["", f"The gist has no test results yet for {', '.join(waiting)} (`dvc repro evaluate_gist`): "
                   "the rows above are the baselines alone."]
+    if any("gist/gated" in found[f"niah_test_{lang}"] for lang in langs):
+        lines += ["", "gist/gated is what `gistkv ask` does: its declines come from the passage index stored beside the "
+                  "gist (a check of what the document is about), not from the gist; no other method gets such a check."]
     if "ruler" in found:
         lines += ["", "RULER (13 tasks, mean of RULER's string-match score, %): " + "; ".join(
             f"{name} {fmt(metrics.get('score_mean'))}" for name, metrics in found["ruler"].items()) + "."]

@@ -68,7 +68,8 @@ def method_table(methods: dict[str, dict], lengths: list[int]) -> list[str]:
     lines = [header, "|---" * 14 + "|"]
     for name, metrics in methods.items():
         short = lambda key: fmt(metrics.get(key), "pct")   # noqa: E731
-        reads = "the document" if name.startswith("full/") else fmt(metrics.get("budget_tokens"))
+        reads = "the document" if name.startswith("full/") else fmt(metrics.get("budget_tokens")) + (
+                " + passage index" if name == "gist/gated" else "")
         lines.append(f"| {name} | {metrics['reader']} | {reads} | {cell(metrics, 'accuracy')} "
                      f"| {short('accuracy_unseen_family')} | {short('accuracy_seen')} | {short('accuracy_unseen_text')} "
                      f"| {short('accuracy_keyed')} | {short('absent_declined')} | {short('present_declined')} "
