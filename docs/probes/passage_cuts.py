@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 from gistkv.core.presence import unit_rows
 from gistkv.evaluation.retrieval import load_embedding_function
 
-embed = load_embedding_function(sys.argv[1], "/work/main/models/embedder")
+embed = load_embedding_function(sys.argv[1], "models/embedder")      # run from the repository root
 root, langs = Path(sys.argv[2]), sys.argv[3].split(",")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 

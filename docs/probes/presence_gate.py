@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 from gistkv.core.presence import PresenceIndex, load_embedder
 
 root = Path(sys.argv[1])
-embed = load_embedder("/work/main/models/embedder")
+embed = load_embedder("models/embedder")      # run from the repository root
 
 
 def question_rows(lang: str) -> list[dict]:
