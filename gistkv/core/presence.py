@@ -10,7 +10,7 @@ a threshold chosen on the dev split (``evaluate.gate.min_similarity``; docs/prob
 declined without asking the gist. It checks what the document is about, not whether the gist holds the
 answer: a question about a fact of the right kind under another name still passes.
 
-    embed = load_embedding_function("use", "models/embedder")
+    embed = load_embedder()
     index = PresenceIndex.build(open("doc.txt").read(), embed)
     index.similarity("What is the pass key?", embed)       # cosine of the best passage, in [-1, 1]
 """
@@ -26,7 +26,6 @@ import torch
 from gistkv.errors import GistkvError
 
 EMBEDDER = "use"                  # gistkv.evaluation.retrieval: multilingual USE v3, reads Korean
-EMBEDDER_NAME = "universal-sentence-encoder-multilingual-3"    # recorded in the artifact's metadata
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 LONG_SENTENCE_WORDS = 16          # longer sentences are windowed: a needle inside a long run of text (Korean
 WINDOW_WORDS = 12                 # bills have few full stops) would otherwise be one small part of a big passage
@@ -85,7 +84,9 @@ class PresenceIndex:
     def attach(self, gist_kv) -> None:
         """Store the index in a ``GistKV`` (its ``extra`` tensors, and which embedder made it): saved with the gist."""
         gist_kv.extra.update(zip(TENSORS, (self.vectors, self.scales)))
-        gist_kv.metadata.update(presence_embedder=EMBEDDER_NAME, presence_dim=str(self.vectors.shape[1]))
+        from gistkv.evaluation.retrieval import USE_NAME
+
+        gist_kv.metadata.update(presence_embedder=USE_NAME, presence_dim=str(self.vectors.shape[1]))
 
     @classmethod
     def of(cls, gist_kv, path="the artifact") -> "PresenceIndex | None":
@@ -97,10 +98,12 @@ class PresenceIndex:
         if len(present) < len(TENSORS) or tensors[TENSORS[0]].shape[0] != tensors[TENSORS[1]].shape[0]:
             raise GistkvError(f"{path}: its passage index is damaged (presence.vectors and presence.scales must "
                               "both be there, one scale per row); compress the document again.")
+        from gistkv.evaluation.retrieval import USE_NAME
+
         made_by = (gist_kv.metadata.get("presence_embedder"), gist_kv.metadata.get("presence_dim"))
-        if made_by != (EMBEDDER_NAME, str(tensors[TENSORS[0]].shape[1])):
+        if made_by != (USE_NAME, str(tensors[TENSORS[0]].shape[1])):
             raise GistkvError(f"{path}: its passage index was made by embedder {made_by[0]!r} ({made_by[1]} dimensions), "
-                              f"not {EMBEDDER_NAME!r}; compress the document again.")
+                              f"not {USE_NAME!r}; compress the document again.")
         return cls(tensors[TENSORS[0]], tensors[TENSORS[1]])
 
 

