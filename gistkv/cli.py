@@ -129,8 +129,9 @@ def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/g
     """
     from gistkv.core.compressor import load_compressor
     from gistkv.core.kv import GistKV, answer_ids
-    from gistkv.core.presence import PresenceIndex
+    from gistkv.core.presence import PresenceIndex, load_embedder, passes, question_language
     from gistkv.core.prompt import query_text
+    from gistkv.data.needles import decline_answer
 
     try:
         if not any(character.isalnum() for character in question):
@@ -145,9 +146,6 @@ def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/g
         elif min_presence <= -1:
             passage_index = None        # the user turned the check off: nothing to load or embed
         else:
-            from gistkv.core.presence import load_embedder, passes, question_language
-            from gistkv.data.needles import decline_answer
-
             similarity, passed = passes(passage_index, question, load_embedder(), min_presence)
             if not passed:
                 typer.echo(decline_answer(question_language(question)))

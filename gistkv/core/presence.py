@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from gistkv.errors import GistkvError
+from gistkv.evaluation.retrieval import USE_NAME, load_embedding_function
 
 EMBEDDER = "use"                  # gistkv.evaluation.retrieval: multilingual USE v3, reads Korean
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -84,8 +85,6 @@ class PresenceIndex:
     def attach(self, gist_kv) -> None:
         """Store the index in a ``GistKV`` (its ``extra`` tensors, and which embedder made it): saved with the gist."""
         gist_kv.extra.update(zip(TENSORS, (self.vectors, self.scales)))
-        from gistkv.evaluation.retrieval import USE_NAME
-
         gist_kv.metadata.update(presence_embedder=USE_NAME, presence_dim=str(self.vectors.shape[1]))
 
     @classmethod
@@ -98,8 +97,6 @@ class PresenceIndex:
         if len(present) < len(TENSORS) or tensors[TENSORS[0]].shape[0] != tensors[TENSORS[1]].shape[0]:
             raise GistkvError(f"{path}: its passage index is damaged (presence.vectors and presence.scales must "
                               "both be there, one scale per row); compress the document again.")
-        from gistkv.evaluation.retrieval import USE_NAME
-
         made_by = (gist_kv.metadata.get("presence_embedder"), gist_kv.metadata.get("presence_dim"))
         if made_by != (USE_NAME, str(tensors[TENSORS[0]].shape[1])):
             raise GistkvError(f"{path}: its passage index was made by embedder {made_by[0]!r} ({made_by[1]} dimensions), "
@@ -108,8 +105,6 @@ class PresenceIndex:
 
 
 def load_embedder(cache_dir="models/embedder", threads: int = 2):
-    from gistkv.evaluation.retrieval import load_embedding_function
-
     return load_embedding_function(EMBEDDER, cache_dir, threads)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gistkv.errors import GistkvError
 from gistkv.reporting.report import load_metrics, machines_line
-from gistkv.reporting.tables import cell, fmt
+from gistkv.reporting.tables import cell, fmt, reads_label
 
 START, END = "<!-- headline:start (gistkv headline --write) -->", "<!-- headline:end -->"
 
@@ -27,10 +27,7 @@ def headline_table(metrics_dir: Path) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for lang in langs:
         for name, metrics in found[f"niah_test_{lang}"].items():
-            # A full read's size is the document's (1,024-4,096 tokens here): a median of it is no sample's size.
-            reads = "the document" if name.startswith("full/") else fmt(metrics.get("budget_tokens")) + (
-                " + passage index" if name == "gist/gated" else "")
-            lines.append(f"| {lang} | {name} | {reads} | {cell(metrics, 'accuracy')} "
+            lines.append(f"| {lang} | {name} | {reads_label(name, metrics)} | {cell(metrics, 'accuracy')} "
                          f"| {fmt(metrics.get('accuracy_unseen_family'), 'pct')} | {fmt(metrics.get('accuracy_seen'), 'pct')} "
                          f"| {fmt(metrics.get('accuracy_keyed'), 'pct')} | {fmt(metrics.get('absent_declined'), 'pct')} "
                          f"| {fmt(metrics.get('first_answer_s_tokens_2048'), 's')} |")

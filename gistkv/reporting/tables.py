@@ -45,6 +45,14 @@ def method_order(name: str) -> tuple:
     return rank, int(kind[3:]) if kind.startswith("rag") and kind[3:].isdigit() else 0, gist_rank, reader
 
 
+def reads_label(name: str, metrics: dict) -> str:
+    """What a method's answer reads: the whole document (its size differs per document: a median of it is no
+    sample's size), or its budget of tokens, and for gist/gated the passage index beside them."""
+    if name.startswith("full/"):
+        return "the document"
+    return fmt(metrics.get("budget_tokens")) + (" + passage index" if name == "gist/gated" else "")
+
+
 def lengths_of(methods: dict[str, dict]) -> list[int]:
     """The context lengths a dataset was evaluated at, read off its metrics."""
     keys = {key for metrics in methods.values() for key in metrics}
@@ -68,9 +76,7 @@ def method_table(methods: dict[str, dict], lengths: list[int]) -> list[str]:
     lines = [header, "|---" * 14 + "|"]
     for name, metrics in methods.items():
         short = lambda key: fmt(metrics.get(key), "pct")   # noqa: E731
-        reads = "the document" if name.startswith("full/") else fmt(metrics.get("budget_tokens")) + (
-                " + passage index" if name == "gist/gated" else "")
-        lines.append(f"| {name} | {metrics['reader']} | {reads} | {cell(metrics, 'accuracy')} "
+        lines.append(f"| {name} | {metrics['reader']} | {reads_label(name, metrics)} | {cell(metrics, 'accuracy')} "
                      f"| {short('accuracy_unseen_family')} | {short('accuracy_seen')} | {short('accuracy_unseen_text')} "
                      f"| {short('accuracy_keyed')} | {short('absent_declined')} | {short('present_declined')} "
                      f"| {short('document_accuracy')} | {short('wrong_number_rate')} "
