@@ -1,11 +1,15 @@
 """train.init_from: a run starts from a trained compressor's adapter, or refuses one of another shape."""
 
 import pytest
+import torch
 from test_train import documents, train_params
+
+from safetensors.torch import load_file
 
 from gistkv.errors import GistkvError
 from gistkv.training.train import train_compressor
 from gistkv.training.train_config import GistParams
+from gistkv.training.warm_start import ADAPTER_WEIGHTS
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +40,8 @@ def test_a_seed_of_another_shape_or_no_seed_is_a_one_line_error(tiny_base, tmp_p
     gist_dir, _ = seed_compressor
     run = (tiny_base, documents(4), documents(2, 100))
     outputs = (tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m")
-    with pytest.raises(GistkvError, match=r"compressor.json has num_gist_tokens=2 but this run trains num_gist_tokens=3"):
-        train_compressor(*run, GistParams(num_tokens=3), train_params(init_from=str(gist_dir)), *outputs)
+    with pytest.raises(GistkvError, match=r"compressor.json has num_gist_tokens=2 but this run trains num_gist_tokens=1"):
+        train_compressor(*run, GistParams(num_tokens=1), train_params(init_from=str(gist_dir)), *outputs)
     with pytest.raises(GistkvError, match=r"has lora=.*'r': 4.* but this run trains lora=.*'r': 8"):
         train_compressor(*run, GistParams(num_tokens=2), train_params(lora_r=8, init_from=str(gist_dir)), *outputs)
     with pytest.raises(GistkvError, match=r"train.init_from: .*nowhere/compressor.json: missing"):
@@ -52,3 +56,18 @@ def test_a_warm_start_is_not_restarted_by_the_plateau_check(tiny_base, tmp_path,
                             train_params(init_from=str(gist_dir), **always_stuck), tmp_path / "gist", tmp_path / "ckpt",
                             tmp_path / "m")
     assert warm["plateau_restarts"] == [] and warm["seed"] == 42 and warm["steps"] == 4
+
+
+def test_a_run_with_more_gist_tokens_takes_the_seeds_rows_first_and_fresh_ones_after(tiny_base, tmp_path, seed_compressor):
+    gist_dir, _ = seed_compressor
+    # a rate too small to move a weight, so the saved adapter shows what the warm start loaded
+    train_compressor(tiny_base, documents(4), documents(2, 100), GistParams(num_tokens=3),
+                     train_params(max_steps=1, learning_rate=1e-12, init_from=str(gist_dir)),
+                     tmp_path / "gist", tmp_path / "ckpt", tmp_path / "m")
+    seed, grown = (load_file(str(folder / "adapter" / ADAPTER_WEIGHTS)) for folder in (gist_dir, tmp_path / "gist"))
+    (rows_name,) = [name for name in seed if name.endswith("trainable_tokens_delta")]
+    assert seed[rows_name].shape[0] == 2 and grown[rows_name].shape[0] == 3
+    assert torch.allclose(grown[rows_name][:2], seed[rows_name], atol=1e-6)
+    assert not torch.allclose(grown[rows_name][2], seed[rows_name][1], atol=1e-3)    # the new token is its own
+    lora = [name for name in seed if "lora_" in name]
+    assert lora and all(torch.allclose(grown[name], seed[name], atol=1e-6) for name in lora)

@@ -8,9 +8,11 @@ schedule start anew, as the new recipe says.
 
     python stages/train_gist.py --params P --out models/gist-stage2    # P: train.init_from: models/gist-stage1
 
-Only a compressor of the same shape can seed a run: the same base weights, number of gist tokens,
-LoRA rank/alpha/modules, gist mask and context encoder; anything else is a one-line error naming
-the field.
+Only a compressor of the same shape can seed a run: the same base weights, LoRA rank/alpha/modules,
+gist mask and context encoder; anything else is a one-line error naming the field. The one allowed
+difference is growth: a run with more gist tokens than its seed takes the seed's rows for its first
+tokens and starts the others fresh, so a copy already learned with 10 tokens carries into a run
+with 30 (a capacity test that skips the loss plateau a cold start with many tokens sits on).
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import torch
+
 from gistkv.core.compressor import ADAPTER_DIR, COMPRESSOR_META, read_compressor_meta
 from gistkv.errors import GistkvError
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+GROWABLE = "num_gist_tokens"          # the one field a seed may have less of (its rows fill the first tokens)
 
 
 def adapter_file(init_from: str | Path) -> Path:
@@ -48,6 +53,8 @@ def check_same_shape(init_from: str | Path, expected: dict) -> None:
         raise GistkvError(f"train.init_from: {meta_path}: missing; name a folder train_gist wrote, e.g. models/gist.")
     meta = read_compressor_meta(meta_path)
     for key, want in expected.items():
+        if key == GROWABLE and isinstance(meta.get(key), int) and 0 < meta[key] <= want:
+            continue
         if meta.get(key) != want:
             raise GistkvError(f"train.init_from: {meta_path} has {key}={meta.get(key)!r} but this run trains "
                               f"{key}={want!r}; warm-start only from a compressor of the same shape.")
@@ -61,9 +68,10 @@ def load_warm_start(model, init_from: str | Path) -> int:
     from safetensors.torch import load_file
 
     path = adapter_file(init_from)
-    state = load_file(str(path))
-    # the names peft would save for this model, as training saved the seed's (save_embedding_layers=False)
-    missing = sorted(set(get_peft_model_state_dict(model, save_embedding_layers=False)) - set(state))
+    # what peft would save for this model, as training saved the seed's (save_embedding_layers=False)
+    fresh = get_peft_model_state_dict(model, save_embedding_layers=False)
+    state = grown_gist_rows(load_file(str(path)), fresh)
+    missing = sorted(set(fresh) - set(state))
     result = set_peft_model_state_dict(model, state)
     if result.unexpected_keys:
         raise GistkvError(f"train.init_from: {path} holds tensors this model lacks "
@@ -74,3 +82,13 @@ def load_warm_start(model, init_from: str | Path) -> int:
                           f"(e.g. {missing[0]}); warm-start from a compressor of the same shape.")
     return len(state)
 
+
+def grown_gist_rows(state: dict, fresh: dict) -> dict:
+    """The seed's ``state`` with each gist-row tensor that has fewer rows than the model's (``fresh``, its own
+    state before loading) completed by the model's fresh rows: the seed's tokens first, the new ones as
+    ``gist_init`` drew them. Tensors of equal shape pass unchanged."""
+    grown = dict(state)
+    for name, rows in state.items():
+        if name.endswith("trainable_tokens_delta") and name in fresh and rows.shape[0] < fresh[name].shape[0]:
+            grown[name] = torch.cat([rows.to(fresh[name]), fresh[name][rows.shape[0]:]])
+    return grown
