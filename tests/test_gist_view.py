@@ -1,4 +1,5 @@
-"""train.gist_view "chunks": each gist token reads its own stretch of the context, in training and in compression alike."""
+"""train.gist_view "chunks" / "groups:G": each gist token (or group of them) reads its own stretch of the context, in
+training and in compression alike."""
 
 import pytest
 import torch
@@ -24,6 +25,16 @@ def test_each_gist_token_sees_its_chunk_and_the_first_token():
     assert gist_view_blocked(10, 3, "all") is None
     with pytest.raises(GistkvError, match="gist_view"):
         gist_view_blocked(10, 3, "halves")
+
+
+def test_a_group_of_gist_tokens_shares_its_chunk():
+    blocked = gist_view_blocked(10, 6, "groups:2")
+    seen = [torch.nonzero(~row).flatten().tolist() for row in blocked]
+    assert seen == [[0, 1, 2, 3, 4]] * 3 + [[0, 5, 6, 7, 8, 9]] * 3
+    assert torch.equal(gist_view_blocked(10, 3, "groups:3"), gist_view_blocked(10, 3, "chunks"))
+    for bad in ("groups:4", "groups:0", "groups:two", "groups"):     # more groups than tokens, none, not a number
+        with pytest.raises(GistkvError, match=r"gist_view: must be one of all, chunks, groups:G"):
+            gist_view_blocked(10, 3, bad)
 
 
 @pytest.mark.parametrize("view, first_changes", [("chunks", False), ("all", True)])

@@ -58,7 +58,7 @@ def test_a_warm_start_is_not_restarted_by_the_plateau_check(tiny_base, tmp_path,
     assert warm["plateau_restarts"] == [] and warm["seed"] == 42 and warm["steps"] == 4
 
 
-def test_a_run_with_more_gist_tokens_takes_the_seeds_rows_first_and_fresh_ones_after(tiny_base, tmp_path, seed_compressor):
+def test_a_run_with_more_gist_tokens_grows_from_its_seeds_rows_fresh_or_tiled(tiny_base, tmp_path, seed_compressor):
     gist_dir, _ = seed_compressor
     # a rate too small to move a weight, so the saved adapter shows what the warm start loaded
     train_compressor(tiny_base, documents(4), documents(2, 100), GistParams(num_tokens=3),
@@ -71,3 +71,9 @@ def test_a_run_with_more_gist_tokens_takes_the_seeds_rows_first_and_fresh_ones_a
     assert not torch.allclose(grown[rows_name][2], seed[rows_name][1], atol=1e-3)    # the new token is its own
     lora = [name for name in seed if "lora_" in name]
     assert lora and all(torch.allclose(grown[name], seed[name], atol=1e-6) for name in lora)
+    # train.init_tile: the seed's rows over again (a groups:G view gives each group the seed's gist)
+    train_compressor(tiny_base, documents(4), documents(2, 100), GistParams(num_tokens=4),
+                     train_params(max_steps=1, learning_rate=1e-12, init_from=str(gist_dir), init_tile=True),
+                     tmp_path / "tiled", tmp_path / "ckpt-tiled", tmp_path / "mt")
+    tiled = load_file(str(tmp_path / "tiled" / "adapter" / ADAPTER_WEIGHTS))[rows_name]
+    assert torch.allclose(tiled, seed[rows_name].repeat(2, 1), atol=1e-6)

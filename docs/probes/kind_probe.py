@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import torch
+from readout import cross_validated
 
 from gistkv.core.compressor import load_compressor
 from gistkv.core.kv import answer, compress
@@ -22,7 +23,7 @@ from gistkv.data.niah import DocumentMaker, language
 from gistkv.data.niah_params import NiahParams
 from gistkv.params import from_mapping, read_params
 
-LENGTH, FOLDS, RIDGES = 512, 5, (1e-1, 1e0, 1e1, 1e2, 1e3)
+LENGTH = 512
 
 
 def documents(params: NiahParams, tokenizer, per_family: int) -> list[dict]:
@@ -38,27 +39,6 @@ def documents(params: NiahParams, tokenizer, per_family: int) -> list[dict]:
             # the source is drawn, not dealt by index: dealt, it would follow the family and give it away
             out.append(maker.document(index, LENGTH, maker.rng.choice(sources), [fact], [], "seen"))
     return out
-
-
-def ridge_accuracy(x: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, test: torch.Tensor, ridge: float) -> float:
-    """One-vs-rest least squares in dual form (few documents, many features)."""
-    mean, std = x[train].mean(0), x[train].std(0) + 1e-6
-    a, b = (x[train] - mean) / std, (x[test] - mean) / std
-    targets = torch.nn.functional.one_hot(labels[train], int(labels.max()) + 1).double()
-    dual = torch.linalg.solve(a @ a.T + ridge * a.shape[1] * torch.eye(len(a), dtype=a.dtype), targets)
-    return ((b @ (a.T @ dual)).argmax(1) == labels[test]).double().mean().item()
-
-
-def cross_validated(x: torch.Tensor, labels: torch.Tensor) -> float:
-    folds = torch.arange(len(x)) % FOLDS
-    scores = []
-    for fold in range(FOLDS):
-        train, test = (folds != fold).nonzero()[:, 0], (folds == fold).nonzero()[:, 0]
-        inner = torch.arange(len(train)) % (FOLDS - 1)       # the ridge strength, chosen inside the training fold
-        best = max(RIDGES, key=lambda r: sum(ridge_accuracy(x, labels, train[inner != i], train[inner == i], r)
-                                             for i in range(FOLDS - 1)))
-        scores.append(ridge_accuracy(x, labels, train, test, best))
-    return sum(scores) / len(scores)
 
 
 probe, per_family = sys.argv[1], int(sys.argv[2])

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from gistkv.core.decode import model_dtype
-from gistkv.core.gist import GIST_VIEWS, add_gist_tokens
+from gistkv.core.gist import GIST_VIEWS, add_gist_tokens, is_gist_view
 from gistkv.core.model import load_base
 from gistkv.core.prompt import adds_bos, prompt_layout
 from gistkv.errors import GistkvError
@@ -224,7 +224,7 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
         raise GistkvError(f"{meta_path}: prompt_layout {recorded} differs from what the tokenizer in {gist_dir} lays "
                           f"out now {layout.record()}; restore the tokenizer files training saved (or retrain).")
     context_read = ContextRead.from_meta(meta, meta_path)
-    if meta.get("gist_view", "all") not in GIST_VIEWS:
+    if not is_gist_view(meta.get("gist_view", "all")):
         raise GistkvError(f"{meta_path}: gist_view {meta['gist_view']!r} is not one of {', '.join(GIST_VIEWS)}.")
     if slow := slow_autocast_warning(context_read.autocast, base.info["device"]):
         log.warning("%s: %s", meta_path, slow)

@@ -35,8 +35,34 @@ GIST_TOKEN_TEMPLATE = "<GIST_{index}>"
 # Segment codes, one per token position.
 PAD, CONTEXT, GIST, AFTER = 0, 1, 2, 3
 
-# What a gist token sees of the context (``train.gist_view``): "all" of it, or its own chunk ("chunks").
-GIST_VIEWS = ("all", "chunks")
+# What a gist token sees of the context (``train.gist_view``): "all" of it, its own chunk ("chunks": one chunk per
+# gist token), or its group's chunk ("groups:G": the gist tokens split into G groups, the context into G chunks).
+GIST_VIEWS = ("all", "chunks", "groups:G")
+
+
+def view_groups(gist_view: str, num_gist: int) -> int | None:
+    """How many chunks a gist view splits the context into: None for "all" (no split), ``num_gist`` for
+    "chunks", G for "groups:G"; anything else, or more groups than gist tokens, is a one-line error.
+
+        >>> view_groups("groups:3", 30), view_groups("chunks", 10), view_groups("all", 10)
+        (3, 10, None)
+    """
+    if gist_view in ("all", "chunks"):
+        return None if gist_view == "all" else num_gist
+    count = gist_view.removeprefix("groups:")
+    if gist_view.startswith("groups:") and count.isdigit() and 1 <= int(count) <= num_gist:
+        return int(count)
+    raise GistkvError(f"gist_view: must be one of {', '.join(GIST_VIEWS)} (G from 1 to the {num_gist} gist tokens), "
+                      f"got {gist_view!r}.")
+
+
+def is_gist_view(gist_view: str) -> bool:
+    """Whether ``gist_view`` names a view (the group count checked against the gist tokens when the mask is made)."""
+    try:
+        view_groups(gist_view, 10**6)
+    except GistkvError:
+        return False
+    return True
 
 
 def gist_token_strings(num_tokens: int) -> list[str]:
@@ -125,21 +151,28 @@ def gist_view_blocked(context_len: int, num_gist: int, gist_view: str, device=No
     "chunks": the context splits into ``num_gist`` contiguous chunks of near-equal length; gist token i sees
     chunk i and the context's first token (BOS where the tokenizer adds one: an attention sink) — and, causally, the gist
     tokens before it. Each gist token then holds its own stretch of the document, so two facts far apart
-    cannot collapse into one blended number (docs/experiments.md, the probes).
+    cannot collapse into one blended number (docs/experiments.md, the probes). "groups:G": the same with G chunks,
+    each read by a group of consecutive gist tokens, so each group can keep a number whole (a trained gist spreads
+    one number's digits over several tokens, one digit per token: docs/experiments.md, "one tape").
 
         >>> gist_view_blocked(6, 3, "chunks").int()
         tensor([[0, 0, 1, 1, 1, 1],
                 [0, 1, 0, 0, 1, 1],
                 [0, 1, 1, 1, 0, 0]], dtype=torch.int32)
+        >>> gist_view_blocked(4, 4, "groups:2").int()
+        tensor([[0, 0, 1, 1],
+                [0, 0, 1, 1],
+                [0, 1, 0, 0],
+                [0, 1, 0, 0]], dtype=torch.int32)
     """
-    if gist_view == "all":
+    groups = view_groups(gist_view, num_gist)
+    if groups is None:
         return None
-    if gist_view != "chunks":
-        raise GistkvError(f"gist_view: must be one of {', '.join(GIST_VIEWS)}, got {gist_view!r}.")
-    bounds = [context_len * index // num_gist for index in range(num_gist + 1)]
+    bounds = [context_len * index // groups for index in range(groups + 1)]
     blocked = torch.ones(num_gist, context_len, dtype=torch.bool, device=device)
-    for index in range(num_gist):
-        blocked[index, bounds[index]:bounds[index + 1]] = False
+    for token in range(num_gist):
+        group = token * groups // num_gist
+        blocked[token, bounds[group]:bounds[group + 1]] = False
     blocked[:, :1] = False
     return blocked
 

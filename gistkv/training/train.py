@@ -249,7 +249,8 @@ def train_attempt(base, base_dir: str | Path, train_documents: list[dict], valid
     gist_ids = add_gist_tokens(tokenizer, model, num_gist)
     model = peft_wrap(model, gist_ids, params, quantized=base.info["quantization"] == "nf4")
     if params.init_from and resume_from is None:    # a resumed run's checkpoint already holds the weights
-        log.info("warm start: %d adapter tensors from %s", load_warm_start(model, params.init_from), params.init_from)
+        log.info("warm start: %d adapter tensors from %s", load_warm_start(model, params.init_from, params.init_tile),
+                 params.init_from)
     model.train()
     dtype = step_dtype(base)
 

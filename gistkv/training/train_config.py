@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gistkv.core.compressor import ContextRead
-from gistkv.core.gist import GIST_VIEWS
+from gistkv.core.gist import GIST_VIEWS, is_gist_view
 from gistkv.errors import GistkvError
 from gistkv.params import from_mapping, require
 
@@ -71,6 +71,8 @@ class TrainParams:
                                      # gistkv.core.gist.gist_view_blocked)
     init_from: str = ""              # a trained compressor's folder whose adapter seeds this run (gistkv.training.
                                      # warm_start); "" = a fresh LoRA
+    init_tile: bool = False          # a run with more gist tokens than its seed: repeat the seed's rows (each group of
+                                     # a groups:G view starts as the seed's gist) instead of fresh rows after them
     ladder: list[dict[str, Any]] = field(default_factory=list)   # one entry per rung of niah.ladder: the keys
                                      # above that rung changes (e.g. max_steps); each rung starts from the last
                                      # and this run from the last rung (gistkv.training.ladder)
@@ -103,10 +105,10 @@ class TrainParams:
             require(self.use_gist_mask and self.context_encoder == "base", f"{where}.distill_from",
                     "needs the gist mask and context_encoder: base (the control teaches the gist, from a shared read).")
             require(self.distill_weight >= 0, f"{where}.distill_weight", f"must be >= 0, got {self.distill_weight}.")
-        require(self.gist_view in GIST_VIEWS, f"{where}.gist_view",
+        require(is_gist_view(self.gist_view), f"{where}.gist_view",
                 f"must be one of {', '.join(GIST_VIEWS)}, got {self.gist_view!r}.")
         require(self.gist_view == "all" or (self.use_gist_mask and self.context_encoder == "base"), f"{where}.gist_view",
-                "chunks needs the gist mask and context_encoder: base (the two-pass read that masks per gist token).")
+                f"{self.gist_view} needs the gist mask and context_encoder: base (the two-pass read that masks per gist token).")
         if unknown := self.context_read.unknown_value():
             key, value, allowed = unknown
             raise GistkvError(f"{where}.{key}: must be one of {allowed}, got {value!r}.")

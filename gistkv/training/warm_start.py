@@ -60,8 +60,9 @@ def check_same_shape(init_from: str | Path, expected: dict) -> None:
                               f"{key}={want!r}; warm-start only from a compressor of the same shape.")
 
 
-def load_warm_start(model, init_from: str | Path) -> int:
-    """Copy the adapter in ``init_from`` (LoRA A/B and the gist-token rows) into the peft ``model``;
+def load_warm_start(model, init_from: str | Path, tile: bool = False) -> int:
+    """Copy the adapter in ``init_from`` (LoRA A/B and the gist-token rows) into the peft ``model`` (a model with more
+    gist tokens: ``grown_gist_rows``, ``tile`` as there);
     returns the number of tensors loaded. Every saved tensor must find its place, and every trained
     tensor of the model must be covered, or the run would silently start half fresh."""
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
@@ -70,7 +71,7 @@ def load_warm_start(model, init_from: str | Path) -> int:
     path = adapter_file(init_from)
     # what peft would save for this model, as training saved the seed's (save_embedding_layers=False)
     fresh = get_peft_model_state_dict(model, save_embedding_layers=False)
-    state = grown_gist_rows(load_file(str(path)), fresh)
+    state = grown_gist_rows(load_file(str(path)), fresh, tile)
     missing = sorted(set(fresh) - set(state))
     result = set_peft_model_state_dict(model, state)
     if result.unexpected_keys:
@@ -83,12 +84,20 @@ def load_warm_start(model, init_from: str | Path) -> int:
     return len(state)
 
 
-def grown_gist_rows(state: dict, fresh: dict) -> dict:
+def grown_gist_rows(state: dict, fresh: dict, tile: bool = False) -> dict:
     """The seed's ``state`` with each gist-row tensor that has fewer rows than the model's (``fresh``, its own
-    state before loading) completed by the model's fresh rows: the seed's tokens first, the new ones as
-    ``gist_init`` drew them. Tensors of equal shape pass unchanged."""
+    state before loading) completed: by the model's fresh rows after the seed's (as ``gist_init`` drew them), or
+    with ``tile`` by the seed's rows over again (row i takes seed row i mod n). Tensors of equal shape pass unchanged.
+
+        >>> seed, fresh = {"t.trainable_tokens_delta": torch.tensor([[1.], [2.]])}, {"t.trainable_tokens_delta": torch.zeros(5, 1)}
+        >>> grown_gist_rows(seed, fresh)["t.trainable_tokens_delta"].flatten().tolist()
+        [1.0, 2.0, 0.0, 0.0, 0.0]
+        >>> grown_gist_rows(seed, fresh, tile=True)["t.trainable_tokens_delta"].flatten().tolist()
+        [1.0, 2.0, 1.0, 2.0, 1.0]
+    """
     grown = dict(state)
     for name, rows in state.items():
         if name.endswith("trainable_tokens_delta") and name in fresh and rows.shape[0] < fresh[name].shape[0]:
-            grown[name] = torch.cat([rows.to(fresh[name]), fresh[name][rows.shape[0]:]])
+            want, rows = fresh[name], rows.to(fresh[name])
+            grown[name] = rows.repeat(-(-len(want) // len(rows)), 1)[:len(want)] if tile else torch.cat([rows, want[len(rows):]])
     return grown

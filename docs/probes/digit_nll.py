@@ -1,0 +1,52 @@
+"""Where a probe's answer goes wrong on two-fact documents: the teacher-forced loss (nats) and the greedy
+accuracy of each answer token by its place, over its own training documents that hold ``facts`` facts.
+If the first digit carries the loss and the later ones are nearly free once the first is given, the gist's
+reader fails at choosing which number to copy, not at copying it; if every place is a coin flip and the wrong
+digit is the other number's at that place, the store keeps digits by place without binding them to their number.
+
+    python docs/probes/digit_nll.py p-two-from-decline 2 40     # 40 two-fact training documents (English)
+"""
+import json
+import sys
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+
+from gistkv.core.compressor import load_compressor
+from gistkv.core.decode import model_dtype
+from gistkv.core.gist import prefix_attention_mask
+from gistkv.core.kv import compress
+from gistkv.core.prompt import answer_text, encode, query_text
+
+probe, facts, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+c = load_compressor(f"/work/probes/{probe}/gist", base_dir="/work/main/models/base")
+model, dtype = c.model, model_dtype(c.model)
+lines = open(f"/work/probes/{probe}/niah/en/train.jsonl", encoding="utf-8").read().splitlines()
+documents = [d for d in map(json.loads, lines) if len(d["facts"]) == facts][:count]
+nll, right, other = defaultdict(list), defaultdict(list), defaultdict(list)    # place of the answer token -> values
+with torch.no_grad():
+    for document in documents:
+        kv = compress(c, document["context"])
+        for question in document["questions"]:
+            query = c.layout.query_ids(query_text(question["question"]))
+            target = encode(c.tokenizer, answer_text(question["answer"]))
+            # the document's other number, tokenized alike: is a wrong digit the other number's digit at that place?
+            others = [encode(c.tokenizer, answer_text(f["key"])) for f in document["facts"] if f["key"] != question["answer"]]
+            ids = torch.tensor([query + target])
+            positions = torch.arange(kv.position_offset, kv.position_offset + ids.shape[1])[None]
+            out = model(input_ids=ids, attention_mask=prefix_attention_mask(kv.num_gist, ids.shape[1], dtype),
+                        position_ids=positions, cache=kv.to_cache(c.device, dtype), use_cache=True)
+            logits = out.logits[0, len(query) - 1:-1].float()         # the positions that predict the answer tokens
+            for place, (row, token) in enumerate(zip(logits, target)):
+                nll[place].append(F.cross_entropy(row[None], torch.tensor([token])).item())
+                right[place].append(int(row.argmax()) == token)
+                if int(row.argmax()) != token and others:
+                    other[place].append(any(place < len(o) and int(row.argmax()) == o[place] for o in others))
+print(f"{probe}: {len(documents)} training documents with {facts} fact(s); example answer tokens "
+      f"{c.tokenizer.convert_ids_to_tokens(encode(c.tokenizer, answer_text(documents[0]['questions'][0]['answer'])))}")
+for place in sorted(nll):
+    print(f"  answer token {place + 1}: {len(nll[place])} questions, loss {sum(nll[place]) / len(nll[place]):.2f} nats, "
+          f"teacher-forced right {sum(right[place]) / len(right[place]):.0%}"
+          + (f"; of the wrong, the other number's digit at this place {sum(other[place])}/{len(other[place])}"
+             if other[place] else ""))
