@@ -5,6 +5,8 @@ reader fails at choosing which number to copy, not at copying it; if every place
 digit is the other number's at that place, the store keeps digits by place without binding them to their number.
 
     python docs/probes/digit_nll.py p-two-from-decline 2 40     # 40 two-fact training documents (English)
+    python docs/probes/digit_nll.py p-two-groups3 2 40 3        # the same, apart by whether the two facts lie in
+                                                                # one third of the document (groups:3) or not
 """
 import json
 import sys
@@ -20,10 +22,15 @@ from gistkv.core.kv import compress
 from gistkv.core.prompt import answer_text, encode, query_text
 
 probe, facts, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+parts = int(sys.argv[4]) if len(sys.argv) > 4 else 0      # split by whether the facts share a 1/parts of the document
 c = load_compressor(f"/work/probes/{probe}/gist", base_dir="/work/main/models/base")
 model, dtype = c.model, model_dtype(c.model)
 lines = open(f"/work/probes/{probe}/niah/en/train.jsonl", encoding="utf-8").read().splitlines()
 documents = [d for d in map(json.loads, lines) if len(d["facts"]) == facts][:count]
+if parts:
+    apart = [d for d in documents if len({min(int(f["depth"] * parts), parts - 1) for f in d["facts"]}) == facts]
+    print(f"{len(apart)} of {len(documents)} documents hold their facts in different parts of {parts}; only those are scored")
+    documents = apart
 nll, right, other = defaultdict(list), defaultdict(list), defaultdict(list)    # place of the answer token -> values
 with torch.no_grad():
     for document in documents:
