@@ -39,7 +39,10 @@ with torch.no_grad():
             query = c.layout.query_ids(query_text(question["question"]))
             target = encode(c.tokenizer, answer_text(question["answer"]))
             # the document's other number, tokenized alike: is a wrong digit the other number's digit at that place?
-            others = [encode(c.tokenizer, answer_text(f["key"])) for f in document["facts"] if f["key"] != question["answer"]]
+            # (an answer that names a label or tape first, "second: 48213", gets the other number behind the same words)
+            words = question["answer"][:len(question["answer"]) - len(question["answer"].rsplit(": ", 1)[-1])]
+            others = [encode(c.tokenizer, answer_text(words + f["key"])) for f in document["facts"]
+                      if words + f["key"] != question["answer"]]
             ids = torch.tensor([query + target])
             positions = torch.arange(kv.position_offset, kv.position_offset + ids.shape[1])[None]
             out = model(input_ids=ids, attention_mask=prefix_attention_mask(kv.num_gist, ids.shape[1], dtype),

@@ -19,7 +19,12 @@ for d in picked:
     for q in present:
         got = answer(c, kv, q["question"], 12).strip()
         key = (n, d["context_tokens"] >= 0.9 * longest)
-        ok = score_niah(got, q)["correct"]
+        # answers rewritten by tape_first.py / kind_first.py ("second: 48213") are scored on their number
+        ok = score_niah(got, {**q, "answer": q["answer"].rsplit(": ", 1)[-1]})["correct"]
+        if ": " in q["answer"]:     # and on the label or marker they name first
+            marks = stats.setdefault("label named first", [0, 0])
+            marks[0] += got.startswith(q["answer"].rsplit(": ", 1)[0] + ":"); marks[1] += 1
         s = stats.setdefault(key, [0, 0]); s[0] += ok; s[1] += 1
         print(n, d["context_tokens"], q["answer"], "->", got[:30], "OK" if ok else "")
-print({f"{k[0]} facts, {longest if k[1] else 128} tok": f"{v[0]}/{v[1]}" for k, v in sorted(stats.items())})
+print({(k if isinstance(k, str) else f"{k[0]} facts, {longest if k[1] else 128} tok"): f"{v[0]}/{v[1]}"
+       for k, v in sorted(stats.items(), key=str)})
