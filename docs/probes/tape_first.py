@@ -12,14 +12,11 @@ import json
 import sys
 from pathlib import Path
 
+from gist_groups import part_of
+
 from gistkv.io import atomic_path
 
-MARKERS, KEY_OFFSET = ("first", "second", "third"), 8
-
-
-def third(document: dict, fact: dict) -> str:
-    tokens = document["context_tokens"]
-    return MARKERS[min(int((fact["depth"] * tokens + KEY_OFFSET) * 3 / tokens), 2)]
+MARKERS = ("first", "second", "third")
 
 
 for lang in ("en", "ko"):
@@ -30,7 +27,7 @@ for lang in ("en", "ko"):
         for question in document["questions"]:
             fact = by_key.get((question["family"], question["name"]))
             if question["kind"] == "present" and fact and not question["answer"].startswith(MARKERS):
-                question["answer"] = f"{third(document, fact)}: {question['answer']}"
+                question["answer"] = f"{MARKERS[part_of(document, fact, 3)]}: {question['answer']}"
     with atomic_path(path) as tmp:
         Path(tmp).write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents), encoding="utf-8")
     print(lang, len(documents), documents[0]["questions"])
