@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from test_train import documents, train_params
-
 from safetensors.torch import load_file
+from test_train import documents, train_params
 
 from gistkv.errors import GistkvError
 from gistkv.training.train import train_compressor
