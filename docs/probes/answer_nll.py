@@ -9,17 +9,15 @@ from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
+from gist_forward import logits_after_gist
 
 from gistkv.core.compressor import load_compressor
-from gistkv.core.decode import model_dtype
-from gistkv.core.gist import prefix_attention_mask
 from gistkv.core.kv import compress
 from gistkv.core.prompt import answer_text, encode, query_text
 from gistkv.training.train_records import validation_documents
 
 probe, count = sys.argv[1], int(sys.argv[2])
 c = load_compressor(f"/work/probes/{probe}/gist", base_dir="/work/main/models/base")
-model, dtype = c.model, model_dtype(c.model)
 nll = defaultdict(list)          # kind -> per-question mean nats per answer token
 with torch.no_grad():
     for document in validation_documents(f"/work/probes/{probe}/niah", ["en", "ko"], count):
@@ -27,11 +25,7 @@ with torch.no_grad():
         for question in document["questions"]:
             query = c.layout.query_ids(query_text(question["question"]))
             target = encode(c.tokenizer, answer_text(question["answer"])) + list(c.layout.end_ids)
-            ids = torch.tensor([query + target])
-            positions = torch.arange(kv.position_offset, kv.position_offset + ids.shape[1])[None]
-            out = model(input_ids=ids, attention_mask=prefix_attention_mask(kv.num_gist, ids.shape[1], dtype),
-                        position_ids=positions, cache=kv.to_cache(c.device, dtype), use_cache=True)
-            logits = out.logits[0, len(query) - 1:-1]          # the positions that predict the answer tokens
+            logits = logits_after_gist(c, kv, query + target)[len(query) - 1:-1]   # the positions that predict the answer
             nll[question["kind"]].append(F.cross_entropy(logits.float(), torch.tensor(target)).item())
 for kind, values in sorted(nll.items()):
     print(f"{kind}: {len(values)} questions, mean {sum(values) / len(values):.2f} nats/token")

@@ -9,10 +9,9 @@ import sys
 from collections import defaultdict
 
 import torch
+from gist_forward import logits_after_gist
 
 from gistkv.core.compressor import load_compressor
-from gistkv.core.decode import model_dtype
-from gistkv.core.gist import prefix_attention_mask
 from gistkv.core.kv import answer, compress
 from gistkv.core.prompt import answer_text, encode, query_text
 from gistkv.data.needles import decline_answer
@@ -27,7 +26,6 @@ def auc(high: list[float], low: list[float]) -> float:
 
 probe, count = sys.argv[1], int(sys.argv[2])
 c = load_compressor(f"/work/probes/{probe}/gist", base_dir="/work/main/models/base")
-model, dtype = c.model, model_dtype(c.model)
 p_decline = defaultdict(list)       # (kind, lang) -> P(first answer token = the decline's first token)
 right = defaultdict(int)            # kind -> greedy answers scored right (absent: declined)
 with torch.no_grad():
@@ -36,10 +34,8 @@ with torch.no_grad():
         first = encode(c.tokenizer, answer_text(decline_answer(document["lang"])))[0]
         for question in document["questions"]:
             query = c.layout.query_ids(query_text(question["question"]))
-            positions = torch.arange(kv.position_offset, kv.position_offset + len(query))[None]
-            out = model(input_ids=torch.tensor([query]), attention_mask=prefix_attention_mask(kv.num_gist, len(query), dtype),
-                        position_ids=positions, cache=kv.to_cache(c.device, dtype), use_cache=True)
-            p_decline[question["kind"], document["lang"]].append(out.logits[0, -1].float().softmax(-1)[first].item())
+            next_token = logits_after_gist(c, kv, query)[-1].float().softmax(-1)
+            p_decline[question["kind"], document["lang"]].append(next_token[first].item())
             right[question["kind"]] += score_niah(answer(c, kv, question["question"], 12), question)["correct"]
 for lang in ("en", "ko", "all"):
     pick = lambda kind: [p for (k, l), ps in p_decline.items() if k == kind and lang in (l, "all") for p in ps]

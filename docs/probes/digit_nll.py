@@ -1,5 +1,5 @@
 """Where a probe's answer goes wrong on two-fact documents: the teacher-forced loss (nats) and the greedy
-accuracy of each answer token by its place, over its own training documents that hold ``facts`` facts.
+accuracy of each answer token by its place, over its training (or dev) documents that hold ``facts`` facts.
 If the first digit carries the loss and the later ones are nearly free once the first is given, the gist's
 reader fails at choosing which number to copy, not at copying it; if every place is a coin flip and the wrong
 digit is the other number's at that place, the store keeps digits by place without binding them to their number.
@@ -17,11 +17,10 @@ from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
+from gist_forward import logits_after_gist
 from gist_groups import only_group, part_of
 
 from gistkv.core.compressor import load_compressor
-from gistkv.core.decode import model_dtype
-from gistkv.core.gist import prefix_attention_mask
 from gistkv.core.kv import answer, compress
 from gistkv.core.prompt import answer_text, encode, query_text
 from gistkv.evaluation.evaluate import score_niah
@@ -32,7 +31,6 @@ routed = "routed" in sys.argv[5:]                           # read only the gist
 split = "dev" if "dev" in sys.argv[5:] else "train"          # its held-out documents (present questions only)
 
 c = load_compressor(f"/work/probes/{probe}/gist", base_dir="/work/main/models/base")
-model, dtype = c.model, model_dtype(c.model)
 lines = open(f"/work/probes/{probe}/niah/en/{split}.jsonl", encoding="utf-8").read().splitlines()
 documents = [d for d in map(json.loads, lines) if len(d["facts"]) == facts][:count]
 if parts:
@@ -48,19 +46,15 @@ with torch.no_grad():
             asked = next((f for f in document["facts"] if (f["family"], f["name"]) == (question["family"], question["name"])), None)
             kv = only_group(whole, part_of(document, asked, parts), parts) if routed else whole
             said = answer(c, kv, question["question"], 16)
-            exact.append(score_niah(said, {**question, "answer": question["answer"].rsplit(": ", 1)[-1]})["correct"])
+            # an answer that names a label or tape first ("second: 48213") is scored on its number
+            words, sep, number = question["answer"].rpartition(": ")
+            exact.append(score_niah(said, {**question, "answer": number})["correct"])
             query = c.layout.query_ids(query_text(question["question"]))
             target = encode(c.tokenizer, answer_text(question["answer"]))
             # the document's other number, tokenized alike: is a wrong digit the other number's digit at that place?
-            # (an answer that names a label or tape first, "second: 48213", gets the other number behind the same words)
-            words = question["answer"][:len(question["answer"]) - len(question["answer"].rsplit(": ", 1)[-1])]
-            others = [encode(c.tokenizer, answer_text(words + f["key"])) for f in document["facts"]
-                      if words + f["key"] != question["answer"]]
-            ids = torch.tensor([query + target])
-            positions = torch.arange(kv.position_offset, kv.position_offset + ids.shape[1])[None]
-            out = model(input_ids=ids, attention_mask=prefix_attention_mask(kv.num_gist, ids.shape[1], dtype),
-                        position_ids=positions, cache=kv.to_cache(c.device, dtype), use_cache=True)
-            logits = out.logits[0, len(query) - 1:-1].float()         # the positions that predict the answer tokens
+            # (behind the same words, for an answer that names a label or tape first)
+            others = [encode(c.tokenizer, answer_text(words + sep + f["key"])) for f in document["facts"] if f["key"] != number]
+            logits = logits_after_gist(c, kv, query + target)[len(query) - 1:-1].float()   # those predicting the answer
             for place, (row, token) in enumerate(zip(logits, target)):
                 nll[place].append(F.cross_entropy(row[None], torch.tensor([token])).item())
                 right[place].append(int(row.argmax()) == token)

@@ -6,7 +6,7 @@ the 1st to 4th digit of the fact placed first in the document (A, depth 10-45 %)
 
 If both facts' digits read out well, the store holds the two numbers apart and the answering side fails to pick
 one; if only the first digits (or only one fact's) do, the store itself blends them
-(docs/experiments.md, "Is it capacity?").
+(docs/experiments.md, "One tape").
 
     python docs/probes/store_probe.py p-two-grow30 240 256     # 240 documents per language and kind, 256 tokens
     python docs/probes/store_probe.py p-two-from-decline 120 256 tokens   # one-fact documents, each gist token alone:

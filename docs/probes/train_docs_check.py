@@ -20,10 +20,11 @@ for d in picked:
         got = answer(c, kv, q["question"], 12).strip()
         key = (n, d["context_tokens"] >= 0.9 * longest)
         # answers rewritten by tape_first.py / kind_first.py ("second: 48213") are scored on their number
-        ok = score_niah(got, {**q, "answer": q["answer"].rsplit(": ", 1)[-1]})["correct"]
-        if ": " in q["answer"]:     # and on the label or marker they name first
+        words, _, number = q["answer"].rpartition(": ")
+        ok = score_niah(got, {**q, "answer": number})["correct"]
+        if words:     # and on the label or marker they name first
             marks = stats.setdefault("label named first", [0, 0])
-            marks[0] += got.startswith(q["answer"].rsplit(": ", 1)[0] + ":"); marks[1] += 1
+            marks[0] += got.startswith(words + ":"); marks[1] += 1
         s = stats.setdefault(key, [0, 0]); s[0] += ok; s[1] += 1
         print(n, d["context_tokens"], q["answer"], "->", got[:30], "OK" if ok else "")
 print({(k if isinstance(k, str) else f"{k[0]} facts, {longest if k[1] else 128} tok"): f"{v[0]}/{v[1]}"
