@@ -101,9 +101,11 @@ def compress(document: Path, output: Path = typer.Option(..., "-o", "--output"),
                                     warn=lambda line: typer.secho(f"warning: {document}: {line}", fg="yellow", err=True))
             if index:
                 from gistkv.core.presence import PresenceIndex, load_embedder
+                from gistkv.core.routing import token_of_chars
 
                 progress.add_task("indexing passages", total=None)
-                passage_index = PresenceIndex.build(text, load_embedder())
+                passage_index = PresenceIndex.build(text, load_embedder(),
+                                                    lambda chars: token_of_chars(compressor.layout, text, chars))
                 passage_index.attach(gist_kv)
         gist_kv.save(output)
     except GistkvError as err:
@@ -131,6 +133,7 @@ def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/g
     from gistkv.core.kv import GistKV, answer_ids
     from gistkv.core.presence import PresenceIndex, load_embedder, passes, question_language
     from gistkv.core.prompt import query_text
+    from gistkv.core.routing import routed_gist
     from gistkv.data.needles import decline_answer
 
     try:
@@ -143,15 +146,19 @@ def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/g
             typer.secho(f"[{artifact} has no passage index (compressed with --no-index, or by a gistkv older than the "
                         "index): the gist answers every question, even one the document says nothing about; "
                         "compress it again for the check]", err=True, fg="yellow")
-        elif min_presence <= -1:
-            passage_index = None        # the user turned the check off: nothing to load or embed
-        else:
-            similarity, passed = passes(passage_index, question, load_embedder(), min_presence)
+        # a routed compressor embeds the question to pick its gist group, even with the check off
+        embed = load_embedder() if passage_index is not None and (min_presence > -1 or compressor.gist_read == "routed") \
+            else None
+        checked = passage_index is not None and min_presence > -1     # -1: the user turned the check off
+        if checked:
+            similarity, passed = passes(passage_index, question, embed, min_presence)
             if not passed:
                 typer.echo(decline_answer(question_language(question)))
                 typer.secho(f"[declined: the closest passage of the document has similarity {similarity:.2f} < "
                             f"{min_presence:.2f} (--min-presence); the gist was not asked]", err=True, fg="yellow")
                 return
+        whole = gist_kv.num_gist
+        gist_kv, group = routed_gist(compressor, gist_kv, question, embed, passage_index, artifact)
         tokenizer = compressor.tokenizer
         shown: list[int] = []
         printed = ""
@@ -170,8 +177,10 @@ def ask(artifact: Path, question: str, model: Path = typer.Option(Path("models/g
         typer.echo()
         confidence = decoded.min_token_prob
         verdict = "low: treat it as a guess" if confidence < min_confidence else "ok"
-        found = f"closest passage {similarity:.2f}; " if passage_index is not None else ""
-        typer.secho(f"[confidence {confidence:.2f} ({verdict}); {found}answered from {gist_kv.num_gist} gist tokens of "
+        found = f"closest passage {similarity:.2f}; " if checked else ""
+        read = f"{gist_kv.num_gist} gist tokens" if group is None else \
+            f"{gist_kv.num_gist} of {whole} gist tokens (group {group}, by the closest passage)"
+        typer.secho(f"[confidence {confidence:.2f} ({verdict}); {found}answered from {read} of "
                     f"a {gist_kv.context_tokens:,}-token document]", err=True, fg="yellow" if confidence < min_confidence else None)
     except GistkvError as err:
         fail(err)

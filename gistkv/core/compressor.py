@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from gistkv.core.decode import model_dtype
-from gistkv.core.gist import GIST_VIEWS, add_gist_tokens, is_gist_view
+from gistkv.core.gist import GIST_READS, GIST_VIEWS, add_gist_tokens, is_gist_view
 from gistkv.core.model import load_base
 from gistkv.core.prompt import adds_bos, prompt_layout
 from gistkv.errors import GistkvError
@@ -144,6 +144,11 @@ class Compressor:
         """What each gist token sees of the context (``gistkv.core.gist.GIST_VIEWS``); "all" before it was recorded."""
         return self.meta.get("gist_view", "all")
 
+    @property
+    def gist_read(self) -> str:
+        """What an answer reads of the gist (``gistkv.core.routing``): "all" groups, or "routed": one."""
+        return self.meta.get("gist_read", "all")
+
     def identity(self) -> dict:
         return {key: self.meta[key] for key in ("base_model", "base_weights_sha256", "tokenizer_sha256",
                                                 "adapter_sha256", "num_gist_tokens", "num_layers",
@@ -226,6 +231,8 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
     context_read = ContextRead.from_meta(meta, meta_path)
     if not is_gist_view(meta.get("gist_view", "all")):
         raise GistkvError(f"{meta_path}: gist_view {meta['gist_view']!r} is not one of {', '.join(GIST_VIEWS)}.")
+    if meta.get("gist_read", "all") not in GIST_READS:
+        raise GistkvError(f"{meta_path}: gist_read {meta['gist_read']!r} is not one of {', '.join(GIST_READS)}.")
     if slow := slow_autocast_warning(context_read.autocast, base.info["device"]):
         log.warning("%s: %s", meta_path, slow)
     model = PeftModel.from_pretrained(base.model, str(gist_dir / ADAPTER_DIR))

@@ -38,6 +38,8 @@ PAD, CONTEXT, GIST, AFTER = 0, 1, 2, 3
 # What a gist token sees of the context (``train.gist_view``): "all" of it, its own chunk ("chunks": one chunk per
 # gist token), or its group's chunk ("groups:G": the gist tokens split into G groups, the context into G chunks).
 GIST_VIEWS = ("all", "chunks", "groups:G")
+# What an answer reads of the gist (``train.gist_read``): every token, or "routed": one group (gistkv.core.routing).
+GIST_READS = ("all", "routed")
 
 
 def view_groups(gist_view: str, num_gist: int) -> int | None:
@@ -54,6 +56,31 @@ def view_groups(gist_view: str, num_gist: int) -> int | None:
         return int(count)
     raise GistkvError(f"gist_view: must be one of {', '.join(GIST_VIEWS)} (G from 1 to the {num_gist} gist tokens), "
                       f"got {gist_view!r}.")
+
+
+def token_groups(gist_view: str, num_gist: int) -> list[int]:
+    """The group of each gist token under a view: consecutive tokens share one, G groups in all ("all": one group).
+
+        >>> token_groups("groups:2", 5), token_groups("all", 3)
+        ([0, 0, 0, 1, 1], [0, 0, 0])
+    """
+    groups = view_groups(gist_view, num_gist) or 1
+    return [token * groups // num_gist for token in range(num_gist)]
+
+
+def chunk_bounds(context_len: int, groups: int) -> list[int]:
+    """Where the context's G chunks start, and the last one's end: chunk g is ``bounds[g]:bounds[g + 1]``."""
+    return [context_len * index // groups for index in range(groups + 1)]
+
+
+def group_of_position(position: int, context_len: int, groups: int) -> int:
+    """The chunk (and so the gist group) that reads context token ``position``.
+
+        >>> [group_of_position(position, 6, 3) for position in range(6)]
+        [0, 0, 1, 1, 2, 2]
+    """
+    bounds = chunk_bounds(context_len, groups)
+    return max(group for group in range(groups) if bounds[group] <= min(position, context_len - 1))
 
 
 def is_gist_view(gist_view: str) -> bool:
@@ -168,10 +195,9 @@ def gist_view_blocked(context_len: int, num_gist: int, gist_view: str, device=No
     groups = view_groups(gist_view, num_gist)
     if groups is None:
         return None
-    bounds = [context_len * index // groups for index in range(groups + 1)]
+    bounds = chunk_bounds(context_len, groups)
     blocked = torch.ones(num_gist, context_len, dtype=torch.bool, device=device)
-    for token in range(num_gist):
-        group = token * groups // num_gist
+    for token, group in enumerate(token_groups(gist_view, num_gist)):
         blocked[token, bounds[group]:bounds[group + 1]] = False
     blocked[:, :1] = False
     return blocked
@@ -179,13 +205,14 @@ def gist_view_blocked(context_len: int, num_gist: int, gist_view: str, device=No
 
 def tail_attention_mask(context_len: int, num_gist: int, num_after: int, dtype: torch.dtype, device=None,
                         use_gist_mask: bool = True, after_blocks: torch.Tensor | None = None,
-                        gist_view: str = "all") -> torch.Tensor:
+                        gist_view: str = "all", after_reads: torch.Tensor | None = None) -> torch.Tensor:
     """Mask (1, 1, T, context+T) for ``[gist; query; answer …]`` (T tokens) on top of a cached context.
 
     The same rules as ``gist_attention_mask``, for the two-pass layout: gist rows see the
     context (all of it, or their chunk: ``gist_view_blocked``), query/answer rows see only the gist
     tokens and their own block (the context too without ``use_gist_mask``). ``after_blocks`` numbers
-    the ``num_after`` tokens' blocks. With ``num_after`` 0 it is the compression pass's mask.
+    the ``num_after`` tokens' blocks. ``after_reads`` (``train.gist_read: routed``) gives each of them the one gist
+    group it may read (-1: every group). With ``num_after`` 0 it is the compression pass's mask.
     """
     mask = prefix_attention_mask(context_len, num_gist + num_after, dtype, device)
     if (blocked := gist_view_blocked(context_len, num_gist, gist_view, device)) is not None:
@@ -195,6 +222,10 @@ def tail_attention_mask(context_len: int, num_gist: int, num_after: int, dtype: 
     if after_blocks is not None:
         tail = mask[0, 0, num_gist:, context_len + num_gist:]
         tail.masked_fill_(across_blocks(after_blocks, after_blocks), torch.finfo(dtype).min)
+    if after_reads is not None:
+        groups = torch.tensor(token_groups(gist_view, num_gist), device=device)
+        other_group = (after_reads[:, None] >= 0) & (after_reads[:, None] != groups[None, :])
+        mask[0, 0, num_gist:, context_len:context_len + num_gist].masked_fill_(other_group, torch.finfo(dtype).min)
     return mask
 
 
@@ -210,7 +241,8 @@ class GistCollator:
     Right padding; position ids run 0..T-1 (each extra block restarting after the gist tokens)
     so they match the two-pass path exactly; labels are -100 everywhere except the answer
     tokens. ``segments`` (the codes above) and ``blocks`` let the trainer split a row into
-    context and tail when the context is read by the base model.
+    context and tail when the context is read by the base model; ``reads`` gives each question token the gist
+    group it reads (an example's ``reads``, one per question, from ``train.gist_read: routed``; else -1: every group).
     """
 
     def __init__(self, gist_ids: list[int], pad_id: int, dtype: torch.dtype = torch.float32,
@@ -226,23 +258,26 @@ class GistCollator:
         for example in examples:
             prefix = len(example["context_ids"]) + len(self.gist_ids)
             ids, labels = list(example["context_ids"]) + self.gist_ids, [-100] * prefix
-            positions, blocks = list(range(prefix)), [0] * prefix
-            for block, (query_ids, answer_ids) in enumerate(example["questions"], start=1):
+            positions, blocks, reads = list(range(prefix)), [0] * prefix, [-1] * prefix
+            question_reads = example.get("reads") or [-1] * len(example["questions"])
+            for block, ((query_ids, answer_ids), group) in enumerate(zip(example["questions"], question_reads), start=1):
                 ids += list(query_ids) + list(answer_ids)
                 labels += [-100] * len(query_ids) + list(answer_ids)
                 positions += range(prefix, prefix + len(query_ids) + len(answer_ids))
                 blocks += [block] * (len(query_ids) + len(answer_ids))
+                reads += [group] * (len(query_ids) + len(answer_ids))
             segments = ([CONTEXT] * len(example["context_ids"]) + [GIST] * len(self.gist_ids)
                         + [AFTER] * (len(ids) - prefix))
-            rows.append((ids, segments, labels, positions, blocks))
+            rows.append((ids, segments, labels, positions, blocks, reads))
         length = max(len(row[0]) for row in rows)
         input_ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
         segments = torch.full((len(rows), length), PAD, dtype=torch.long)
         labels = torch.full((len(rows), length), -100, dtype=torch.long)
         position_ids = torch.arange(length).expand(len(rows), length).clone()
         blocks = torch.zeros((len(rows), length), dtype=torch.long)
+        reads = torch.full((len(rows), length), -1, dtype=torch.long)
         for row, values in enumerate(rows):
-            for tensor, value in zip((input_ids, segments, labels, position_ids, blocks), values):
+            for tensor, value in zip((input_ids, segments, labels, position_ids, blocks, reads), values):
                 tensor[row, : len(value)] = torch.tensor(value)
         # Without the gist mask every real token is treated like context: plain causal attention.
         mask_segments = segments if self.use_gist_mask else torch.where(segments == PAD, PAD, CONTEXT)
@@ -253,4 +288,5 @@ class GistCollator:
             "labels": labels,
             "segments": segments,
             "blocks": blocks,
+            "reads": reads,
         }

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, safe_open, save
 from transformers import DynamicCache
 
 from gistkv.core.decode import Decoded, greedy_decode, model_dtype
-from gistkv.core.gist import tail_attention_mask
+from gistkv.core.gist import tail_attention_mask, token_groups
 from gistkv.core.prompt import encode, query_text
 from gistkv.errors import GistkvError
 from gistkv.io import atomic_path
@@ -57,6 +57,15 @@ class GistKV:
     @property
     def position_offset(self) -> int:
         return int(self.metadata["position_offset"])
+
+    def only_group(self, group: int, gist_view: str) -> "GistKV":
+        """The gist of one group of a ``groups:G`` view, the other groups' keys and values dropped: what a
+        ``train.gist_read: routed`` answer reads. Answering still continues at ``position_offset``."""
+        kept = [token for token, owner in enumerate(token_groups(gist_view, self.num_gist)) if owner == group]
+        if not kept:
+            raise GistkvError(f"gist group {group}: the {gist_view!r} view of {self.num_gist} gist tokens has no such group.")
+        return GistKV([key[:, kept] for key in self.keys], [value[:, kept] for value in self.values],
+                      self.metadata, self.extra)
 
     @property
     def context_tokens(self) -> int:

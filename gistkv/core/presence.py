@@ -27,27 +27,43 @@ from gistkv.errors import GistkvError
 from gistkv.evaluation.retrieval import USE_NAME, load_embedding_function
 
 EMBEDDER = "use"                  # gistkv.evaluation.retrieval: multilingual USE v3, reads Korean
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+WORD = re.compile(r"\S+")
+SENTENCE_STOPS = ".!?"            # a word ending in one ends its sentence
 LONG_SENTENCE_WORDS = 16          # longer sentences are windowed: a needle inside a long run of text (Korean
 WINDOW_WORDS = 12                 # bills have few full stops) would otherwise be one small part of a big passage
 TENSORS = ("presence.vectors", "presence.scales")
+PLACES = "presence.token_ends"    # optional: the context token where each passage ends (for a routed read)
+
+
+def passage_spans(text: str) -> list[tuple[str, int]]:
+    """(passage, the character offset just past its end) for every passage: sentences, with each sentence of more
+    than 16 words split into 12-word windows that overlap by half.
+
+    >>> passage_spans("A short one. " + " ".join(str(i) for i in range(20)) + ".")[:2]
+    [('A short one.', 12), ('0 1 2 3 4 5 6 7 8 9 10 11', 38)]
+    """
+    found, sentence = [], []
+    words = list(WORD.finditer(text))
+    for position, word in enumerate(words):
+        sentence.append(word)
+        if word.group()[-1] not in SENTENCE_STOPS and position + 1 < len(words):
+            continue
+        if len(sentence) <= LONG_SENTENCE_WORDS:
+            found.append(window(sentence))
+        else:
+            step = WINDOW_WORDS // 2
+            found += [window(sentence[start:start + WINDOW_WORDS]) for start in range(0, len(sentence) - step, step)]
+        sentence = []
+    return found
+
+
+def window(words: list[re.Match]) -> tuple[str, int]:
+    return " ".join(word.group() for word in words), words[-1].end()
 
 
 def passages(text: str) -> list[str]:
-    """Sentences, with each sentence of more than 16 words split into 12-word windows that overlap by half.
-
-    >>> passages("A short one. " + " ".join(str(i) for i in range(20)) + ".")[:2]
-    ['A short one.', '0 1 2 3 4 5 6 7 8 9 10 11']
-    """
-    found = []
-    for sentence in SENTENCE_END.split(text):
-        words = sentence.split()
-        if len(words) <= LONG_SENTENCE_WORDS:
-            found += [" ".join(words)] if words else []
-            continue
-        step = WINDOW_WORDS // 2
-        found += [" ".join(words[start:start + WINDOW_WORDS]) for start in range(0, len(words) - step, step)]
-    return found
+    """The passages of ``passage_spans``, without their places."""
+    return [passage for passage, _ in passage_spans(text)]
 
 
 def unit_rows(vectors) -> np.ndarray:
@@ -62,29 +78,44 @@ class PresenceIndex:
 
     vectors: torch.Tensor
     scales: torch.Tensor
+    token_ends: torch.Tensor | None = None      # (n,) int32, where ``build`` was given ``locate``
 
     @classmethod
-    def build(cls, text: str, embed) -> "PresenceIndex":
-        found = list(dict.fromkeys(passages(text)))     # a repeated passage adds bytes, never a better match
+    def build(cls, text: str, embed, locate=None) -> "PresenceIndex":
+        """``locate`` (character offsets -> context token indices: ``gistkv.core.routing.token_of_chars``) adds
+        where each passage ends, so a ``gist_read: routed`` compressor can read the group that holds it."""
+        spans: dict[str, int] = {}
+        for passage, end in passage_spans(text):    # a repeated passage adds bytes, never a better match: one row,
+            spans.setdefault(passage, end)          # at its first place
+        found = list(spans)
         if not found:
             raise GistkvError("the document has no words: there is nothing to index.")
         rows = unit_rows(embed(found))
         scales = np.maximum(np.abs(rows).max(axis=1), 1e-12) / 127.0
         quantized = np.round(rows / scales[:, None]).astype(np.int8)
-        return cls(torch.from_numpy(quantized), torch.from_numpy(scales.astype(np.float32)))
+        ends = None if locate is None else torch.tensor(locate([spans[passage] - 1 for passage in found]),
+                                                       dtype=torch.int32)
+        return cls(torch.from_numpy(quantized), torch.from_numpy(scales.astype(np.float32)), ends)
+
+    def best(self, question: str, embed) -> tuple[float, int]:
+        """(the cosine between the question and its most similar passage, that passage's row)."""
+        passages_unit = unit_rows(self.vectors.numpy().astype(np.float32) * self.scales.numpy()[:, None])
+        cosines = passages_unit @ unit_rows(embed([question]))[0]
+        return float(cosines.max()), int(cosines.argmax())
 
     def similarity(self, question: str, embed) -> float:
         """The cosine between the question and its most similar passage."""
-        passages_unit = unit_rows(self.vectors.numpy().astype(np.float32) * self.scales.numpy()[:, None])
-        return float((passages_unit @ unit_rows(embed([question]))[0]).max())
+        return self.best(question, embed)[0]
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.vectors, self.scales))
+        return sum(t.numel() * t.element_size() for t in (self.vectors, self.scales, self.token_ends) if t is not None)
 
     def attach(self, gist_kv) -> None:
         """Store the index in a ``GistKV`` (its ``extra`` tensors, and which embedder made it): saved with the gist."""
         gist_kv.extra.update(zip(TENSORS, (self.vectors, self.scales)))
+        if self.token_ends is not None:
+            gist_kv.extra[PLACES] = self.token_ends
         gist_kv.metadata.update(presence_embedder=USE_NAME, presence_dim=str(self.vectors.shape[1]))
 
     @classmethod
@@ -101,7 +132,11 @@ class PresenceIndex:
         if made_by != (USE_NAME, str(tensors[TENSORS[0]].shape[1])):
             raise GistkvError(f"{path}: its passage index was made by embedder {made_by[0]!r} ({made_by[1]} dimensions), "
                               f"not {USE_NAME!r}; compress the document again.")
-        return cls(tensors[TENSORS[0]], tensors[TENSORS[1]])
+        ends = tensors.get(PLACES)
+        if ends is not None and tuple(ends.shape) != (tensors[TENSORS[0]].shape[0],):
+            raise GistkvError(f"{path}: its passage index is damaged ({PLACES} must hold one place per passage); "
+                              "compress the document again.")
+        return cls(tensors[TENSORS[0]], tensors[TENSORS[1]], ends)
 
 
 def load_embedder(cache_dir="models/embedder", threads: int = 2):

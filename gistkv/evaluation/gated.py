@@ -7,11 +7,13 @@ Its own module so that training, whose held-out checks use ``methods.Gist``, doe
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from gistkv.core.decode import Decoded
 from gistkv.core.presence import PresenceIndex, passes, question_language
 from gistkv.core.prompt import encode
+from gistkv.core.routing import routed_gist, token_of_chars
 from gistkv.data.needles import decline_answer
 from gistkv.evaluation.methods import Gist, Prepared, context_text, question_query
 
@@ -28,15 +30,20 @@ class GistGated(Gist):
         self.embed, self.min_similarity = embed, min_similarity
 
     def index(self, document: dict) -> PresenceIndex:
-        return PresenceIndex.build(context_text(document), self.embed)
+        text = context_text(document)
+        return PresenceIndex.build(text, self.embed, lambda chars: token_of_chars(self.compressor.layout, text, chars))
 
     def answer(self, prepared: Prepared, question: dict, max_new_tokens: int) -> Decoded:
         text = question.get("question", question_query(question))
-        similarity, passed = passes(PresenceIndex.of(prepared.state), text, self.embed, self.min_similarity)
-        if passed:
-            decoded = super().answer(prepared, question, max_new_tokens)
+        index = PresenceIndex.of(prepared.state)
+        similarity, passed = passes(index, text, self.embed, self.min_similarity)
+        group = None
+        if passed:      # a gist_read: routed compressor reads the group of the closest passage, as ``gistkv ask``
+            gist_kv, group = routed_gist(self.compressor, prepared.state, text, self.embed, index)
+            decoded = super().answer(dataclasses.replace(prepared, state=gist_kv), question, max_new_tokens)
         else:       # declined before the gist is asked: no model probability to report
             decoded = Decoded(token_ids=encode(self.compressor.tokenizer, decline_answer(question_language(text))),
                               ttft_s=0.0, decode_s=0.0, kv_bytes=0, attended_tokens=0, token_probs=[])
-        decoded.extra = {"presence": round(similarity, 4), "gated": not passed}
+        decoded.extra = {"presence": round(similarity, 4), "gated": not passed,
+                         **({"gist_group": group} if group is not None else {})}
         return decoded

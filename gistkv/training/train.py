@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from gistkv.core.compressor import ADAPTER_DIR, COMPRESSOR_META, POSITION_SCHEME, model_shape
-from gistkv.core.gist import GistCollator, add_gist_tokens
+from gistkv.core.gist import GistCollator, add_gist_tokens, view_groups
 from gistkv.core.model import load_base, read_base_meta
 from gistkv.core.nf4_cpu import keep_trainable
 from gistkv.core.prompt import adds_bos
@@ -188,7 +188,7 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
         "base_dir": str(base_dir), "num_gist_tokens": len(run.gist_ids), "gist_token_ids": run.gist_ids,
         "position_scheme": POSITION_SCHEME, "dtype": base.info["dtype"], "device": base.info["device"],
         "quantization": base.info["quantization"], "use_gist_mask": params.use_gist_mask,
-        "gist_view": params.gist_view,
+        "gist_view": params.gist_view, "gist_read": params.gist_read,
         "context_encoder": params.context_encoder, "context_autocast": params.context_autocast,
         "trained_context_tokens": max(document["context_tokens"] for document in train_documents),
         "adds_bos": adds_bos(tokenizer),     # reads began with BOS in training; so must every later read
@@ -254,8 +254,9 @@ def train_attempt(base, base_dir: str | Path, train_documents: list[dict], valid
     model.train()
     dtype = step_dtype(base)
 
-    validation = tokenize_documents(validation_documents, base.layout)
-    training = tokenize_documents(train_documents, base.layout)
+    routed = view_groups(params.gist_view, num_gist) if params.gist_read == "routed" else None
+    validation = tokenize_documents(validation_documents, base.layout, routed)
+    training = tokenize_documents(train_documents, base.layout, routed)
     if params.curriculum:
         # Short contexts first: the copy-through-the-gist skill is learned where it is easy, then stretched.
         training = sorted(training, key=lambda example: len(example["context_ids"]))

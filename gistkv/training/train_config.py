@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gistkv.core.compressor import ContextRead
-from gistkv.core.gist import GIST_VIEWS, is_gist_view
+from gistkv.core.gist import GIST_READS, GIST_VIEWS, is_gist_view
 from gistkv.errors import GistkvError
 from gistkv.params import from_mapping, require
 
@@ -22,7 +22,7 @@ LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear", "warmup
 # the run is laid out; init_from and ladder are set by the ladder itself.
 # validation_samples too: every rung is checked on the main run's dev documents.
 FIXED_ON_THE_LADDER = ("lora_r", "lora_alpha", "target_modules", "use_gist_mask", "context_encoder", "context_autocast",
-                       "gist_view", "langs", "num_processes", "validation_samples", "init_from", "ladder")
+                       "gist_view", "gist_read", "langs", "num_processes", "validation_samples", "init_from", "ladder")
 # The projections of a Llama-family decoder layer (SmolLM2 and Llama-3 name them alike) that LoRA may adapt.
 TargetModule = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -69,6 +69,8 @@ class TrainParams:
     distill_weight: float = 1.0      # question/answer tokens (gistkv.training.distill), at this weight; "" = off
     gist_view: str = "all"           # what a gist token sees of the context: "all", or its own chunk ("chunks";
                                      # gistkv.core.gist.gist_view_blocked)
+    gist_read: str = "all"           # what an answer reads of a groups:G gist: "all" groups, or "routed": only the
+                                     # group whose chunk holds its key (gistkv.training.routes)
     init_from: str = ""              # a trained compressor's folder whose adapter seeds this run (gistkv.training.
                                      # warm_start); "" = a fresh LoRA
     init_tile: bool = False          # a run with more gist tokens than its seed: repeat the seed's rows (each group of
@@ -109,6 +111,10 @@ class TrainParams:
                 f"must be one of {', '.join(GIST_VIEWS)}, got {self.gist_view!r}.")
         require(self.gist_view == "all" or (self.use_gist_mask and self.context_encoder == "base"), f"{where}.gist_view",
                 f"{self.gist_view} needs the gist mask and context_encoder: base (the two-pass read that masks per gist token).")
+        require(self.gist_read in GIST_READS, f"{where}.gist_read",
+                f"must be one of {', '.join(GIST_READS)}, got {self.gist_read!r}.")
+        require(self.gist_read == "all" or self.gist_view != "all", f"{where}.gist_read",
+                "routed needs a gist_view with groups (groups:G or chunks): with 'all' there is one group to read.")
         if unknown := self.context_read.unknown_value():
             key, value, allowed = unknown
             raise GistkvError(f"{where}.{key}: must be one of {allowed}, got {value!r}.")

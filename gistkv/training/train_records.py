@@ -19,16 +19,19 @@ from pathlib import Path
 from gistkv.core.prompt import PromptLayout, answer_text, encode, query_text
 from gistkv.errors import GistkvError
 from gistkv.io import read_jsonl
+from gistkv.training.routes import question_groups
 
 
-def tokenize_documents(documents: list[dict], layout: PromptLayout) -> list[dict]:
+def tokenize_documents(documents: list[dict], layout: PromptLayout, routed_groups: int | None = None) -> list[dict]:
     """``{context_ids, questions: [(query_ids, answer_ids + end), ...]}`` per document, laid out as ``layout``
-    (the model card's: ``LoadedModel.layout``) says; ``end`` is EOS, or the chat template's end of turn."""
+    (the model card's: ``LoadedModel.layout``) says; ``end`` is EOS, or the chat template's end of turn. With
+    ``routed_groups`` G (``train.gist_read: routed``), ``reads`` adds the gist group each question reads."""
     tokenizer = layout.tokenizer
     return [{"context_ids": layout.document_ids(document["context"]),
              "questions": [(layout.query_ids(query_text(question["question"])),
                             encode(tokenizer, answer_text(question["answer"])) + list(layout.end_ids))
-                           for question in document["questions"]]}
+                           for question in document["questions"]],
+             **({"reads": question_groups(document, layout, routed_groups)} if routed_groups else {})}
             for document in documents]
 
 

@@ -39,11 +39,13 @@ def unwrap(model):
 def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gist: int, dtype: torch.dtype,
                 use_gist_mask: bool, tail_positions: torch.Tensor | None = None,
                 tail_blocks: torch.Tensor | None = None, context_autocast: str = "none",
-                reads: BaseReads | None = None, teacher=None, gist_view: str = "all"):
+                reads: BaseReads | None = None, teacher=None, gist_view: str = "all",
+                tail_reads: torch.Tensor | None = None):
     """Logits (T, vocab) of ``[gist; query; answer …]`` on top of the context as the base model reads it
     (adapter off, no gradient); positions continue after the context, as at inference
     (``tail_positions``/``tail_blocks``: the collator's, when the tail holds several question blocks;
-    ``reads``: held-out contexts read once per run, for the checks). With a ``teacher`` (``gistkv.training.distill``)
+    ``reads``: held-out contexts read once per run, for the checks; ``tail_reads``: the gist group each tail token
+    reads, -1 for every group: the collator's ``reads``). With a ``teacher`` (``gistkv.training.distill``)
     it returns (logits, the student's and the teacher's hidden states of the question and answer tokens)."""
     context_len, tail_len = len(context_ids), len(tail_ids)
     device = tail_ids.device
@@ -60,7 +62,8 @@ def tail_logits(model, context_ids: torch.Tensor, tail_ids: torch.Tensor, num_gi
                                 after_blocks, context_len, dtype)
     output = model(input_ids=tail_ids[None], cache=cache, use_cache=True,
                    attention_mask=tail_attention_mask(context_len, num_gist, tail_len - num_gist, dtype, device,
-                                                      use_gist_mask, after_blocks, gist_view),
+                                                      use_gist_mask, after_blocks, gist_view,
+                                                      tail_reads[num_gist:] if tail_reads is not None else None),
                    position_ids=tail_positions[None], output_hidden_states=teacher is not None)
     if teacher is None:
         return output.logits[0]
@@ -84,7 +87,7 @@ def two_pass_loss(model, inputs: dict, num_gist: int, dtype: torch.dtype, use_gi
         in_tail = (segments == GIST) | (segments == AFTER)
         result = tail_logits(model, ids[segments == CONTEXT], ids[in_tail], num_gist, dtype, use_gist_mask,
                              inputs["position_ids"][row][in_tail], inputs["blocks"][row][in_tail], context_autocast,
-                             reads, teacher, gist_view)
+                             reads, teacher, gist_view, inputs["reads"][row][in_tail] if "reads" in inputs else None)
         logits = result[0] if teacher is not None else result
         tail_labels = labels[in_tail]
         # Token t predicts token t+1, as in the single-pass causal LM loss.

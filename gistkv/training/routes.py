@@ -1,0 +1,40 @@
+"""Which gist group a training question reads under ``train.gist_read: routed``: the group whose chunk of the
+context holds its answer's key, so the answer learns to read one group's tokens, as a read routed by the passage
+index does at inference (docs/probes/routed_read.py). A question whose answer is absent reads a group drawn from
+its own text, so declining is taught on one group too.
+
+    from gistkv.training.routes import question_groups
+    question_groups(document, layout, groups=3)      # e.g. [2, 0]: one group per question, in order
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from gistkv.core.gist import group_of_position
+from gistkv.core.prompt import PromptLayout
+from gistkv.errors import GistkvError
+
+
+def key_end_token(document: dict, fact: dict, layout: PromptLayout) -> int:
+    """The context token (as ``layout.document_ids`` numbers them) holding the end of the fact's key."""
+    start = document["context"].find(fact["needle"])
+    offset = fact["needle"].find(fact["key"])
+    if start < 0 or offset < 0:
+        raise GistkvError(f"document {document.get('id', '?')}: the needle {fact['needle']!r} or its key is not in "
+                          "the context; regenerate the NIAH data (dvc repro make_niah).")
+    return len(layout.document_ids(document["context"][:start + offset + len(fact["key"])])) - 1
+
+
+def question_groups(document: dict, layout: PromptLayout, groups: int) -> list[int]:
+    """The gist group each of the document's questions reads (see the module docstring)."""
+    context_len = len(layout.document_ids(document["context"]))
+    facts = {(fact["family"], fact["name"]): fact for fact in document["facts"]}
+    chosen = []
+    for question in document["questions"]:
+        fact = facts.get((question["family"], question["name"])) if question["kind"] == "present" else None
+        if fact is None:
+            chosen.append(zlib.crc32(question["question"].encode("utf-8")) % groups)
+        else:
+            chosen.append(group_of_position(key_end_token(document, fact, layout), context_len, groups))
+    return chosen
