@@ -91,3 +91,22 @@ def test_ask_routes_a_routed_compressor_end_to_end(tiny_base, tmp_path):
     refused = runner.invoke(app, ["ask", str(plain), "What is the pass key?", "--model", str(tmp_path / "gist")])
     assert refused.exit_code == 1 and "reads one gist group per question" in refused.output
     assert "Traceback" not in refused.output
+
+
+def test_the_held_out_checks_of_a_routed_run_read_the_group_of_each_key(tiny_model, tokenizer, monkeypatch):
+    from gistkv.evaluation.evaluate import evaluate_documents, score_niah
+    from gistkv.evaluation.methods import Gist
+    from gistkv.training.routes import KeyRoutedGist
+
+    compressor = untrained_compressor(tiny_model, tokenizer, 4, gist_view="groups:2")
+    document = documents(1)[0]
+    document = dict(document, context=FILLER + document["context"])      # the key in the second half
+    read = []
+    original = Gist.answer
+    monkeypatch.setattr(Gist, "answer", lambda self, prepared, question, max_new_tokens: read.append(
+        (question["kind"], prepared.state.num_gist, prepared.state.values[0][:, 0].clone()))
+        or original(self, prepared, question, max_new_tokens))
+    rows = evaluate_documents([KeyRoutedGist(compressor)], compressor, [document], 3, score_niah, warm_up_first=False)
+    assert len(rows) == 2 and [(kind, tokens) for kind, tokens, _ in read] == [("present", 2), ("absent", 2)]
+    whole = compress(compressor, document["context"])
+    assert torch.allclose(read[0][2], whole.values[0][:, 2], atol=1e-5)      # group 1: gist tokens 2 and 3

@@ -2,7 +2,8 @@
 by the passage index that ``gistkv ask`` stores (``gistkv.core.routing``: the chunk of the document holding the
 passage most similar to the question), against reading every group and against the group that truly holds the
 fact (``gistkv.training.routes``, as ``train.gist_read: routed`` trains it). Every present question of the dev
-documents that hold two or more facts, English and Korean.
+documents that hold two or more facts, English and Korean, by dev group (seen wording, unseen text, unseen
+family, keyed) and in all.
 
     python docs/probes/routed_read.py p-two-groups3 48          # the first 48 dev documents per language
     python docs/probes/routed_read.py p-two-routed3 48 /tmp/niahbig     # another draw of dev documents
@@ -40,7 +41,7 @@ for lang in ("en", "ko"):
             if question["kind"] != "present":
                 continue
             routed = closest_group(index, question["question"], embed, view, whole)
-            row = counts.setdefault((lang, "facts share a stretch" if shared else "facts apart"), dict.fromkeys(
+            row = counts.setdefault((lang, document["group"], "facts share a chunk" if shared else "facts apart"), dict.fromkeys(
                 ("questions", "router right", "every group", "true group", "index-routed group"), 0))
             row["questions"] += 1
             row["router right"] += routed == truth
@@ -49,3 +50,7 @@ for lang in ("en", "ko"):
                 row[name] += score_niah(answer(c, kv, question["question"], 16), question)["correct"]
 for key, row in sorted(counts.items()):
     print(key, row)
+for lang in ("en", "ko"):
+    for shared in ("facts apart", "facts share a chunk"):
+        rows = [row for key, row in counts.items() if key[0] == lang and key[2] == shared]
+        print((lang, shared), {name: sum(row[name] for row in rows) for name in rows[0]} if rows else {})

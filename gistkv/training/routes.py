@@ -1,7 +1,8 @@
 """Which gist group a training question reads under ``train.gist_read: routed``: the group whose chunk of the
 context holds its answer's key, so the answer learns to read one group's tokens, as a read routed by the passage
 index does at inference (docs/probes/routed_read.py). A question whose answer is absent reads a group drawn from
-its own text, so declining is taught on one group too.
+its own text, so declining is taught on one group too. The run's held-out checks read the same way
+(``KeyRoutedGist``).
 
     from gistkv.training.routes import question_groups
     question_groups(document, layout, groups=3)      # e.g. [2, 0]: one group per question, in order
@@ -9,11 +10,14 @@ its own text, so declining is taught on one group too.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
-from gistkv.core.gist import group_of_position
+from gistkv.core.decode import Decoded
+from gistkv.core.gist import group_of_position, view_groups
 from gistkv.core.prompt import PromptLayout
 from gistkv.errors import GistkvError
+from gistkv.evaluation.methods import Gist, Prepared
 
 
 def key_end_token(document: dict, fact: dict, layout: PromptLayout) -> int:
@@ -38,3 +42,22 @@ def question_groups(document: dict, layout: PromptLayout, groups: int) -> list[i
         else:
             chosen.append(group_of_position(key_end_token(document, fact, layout), context_len, groups))
     return chosen
+
+
+class KeyRoutedGist(Gist):
+    """The held-out checks of a ``gist_read: routed`` run: each question answered from the group that holds its key,
+    so the curve measures the compressor apart from the passage index that routes at inference."""
+
+    name = "gist/key-routed"
+
+    def prepare(self, document: dict, context_ids: list[int], shared) -> Prepared:
+        prepared = super().prepare(document, context_ids, shared)
+        groups = view_groups(self.compressor.gist_view, prepared.state.num_gist)
+        # run_document prepares a document, then asks all its questions: the routes of the one being asked
+        self.routes = dict(zip((question["question"] for question in document["questions"]),
+                               question_groups(document, self.compressor.layout, groups)))
+        return prepared
+
+    def answer(self, prepared: Prepared, question: dict, max_new_tokens: int) -> Decoded:
+        group_kv = prepared.state.only_group(self.routes[question["question"]], self.compressor.gist_view)
+        return super().answer(dataclasses.replace(prepared, state=group_kv), question, max_new_tokens)

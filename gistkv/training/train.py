@@ -287,7 +287,8 @@ def train_attempt(base, base_dir: str | Path, train_documents: list[dict], valid
     reads = BaseReads() if params.context_read.encoder == "base" else None   # the checks' contexts, read once
     held_out = make_held_out_accuracy(validation_documents, tokenizer, gist_ids, params.use_gist_mask,
                                       params.context_read, resume_from, reads,
-                                      chat_template=base.info["chat_template"], gist_view=params.gist_view)
+                                      chat_template=base.info["chat_template"], gist_view=params.gist_view,
+                                      gist_read=params.gist_read)
     guard = plateau.make_plateau_check(params, armed)
     teacher = load_teacher(params.distill_from, base_dir, base.info["device"]) if params.distill_from else None
     trainer = make_gist_trainer()(

@@ -165,16 +165,19 @@ def make_gist_trainer():
 
 def make_held_out_accuracy(documents: list[dict], tokenizer, gist_ids: list[int], use_gist_mask: bool,
                            context_read: ContextRead, resume_from: str | None, reads: BaseReads | None = None,
-                           max_new_tokens: int = 12, chat_template: bool = False, gist_view: str = "all"):
+                           max_new_tokens: int = 12, chat_template: bool = False, gist_view: str = "all",
+                           gist_read: str = "all"):
     """A callback that answers the held-out (dev) documents' questions at every evaluation, with the
     inference code itself (compress + store + answer from the gist file, or the control's full-context
-    answer): the accuracy-vs-steps curve, and how often questions about absent facts are declined. The
+    answer; with ``gist_read`` routed, each question from the group holding its key: ``KeyRoutedGist``): the
+    accuracy-vs-steps curve, and how often questions about absent facts are declined. The
     curve so far is saved in each checkpoint, so a resumed run keeps its earlier points."""
     from transformers import TrainerCallback
 
     from gistkv.core.compressor import untrained_compressor
     from gistkv.evaluation.evaluate import evaluate_documents, score_niah
     from gistkv.evaluation.methods import FullContext, Gist
+    from gistkv.training.routes import KeyRoutedGist
 
     saved = Path(resume_from) / VAL_ACCURACY if resume_from else None
 
@@ -190,7 +193,8 @@ def make_held_out_accuracy(documents: list[dict], tokenizer, gist_ids: list[int]
             compressor = untrained_compressor(peft_model, tokenizer, len(gist_ids), device, context_read, chat_template,
                                               gist_view)
             compressor.reads = reads
-            method = Gist(compressor) if use_gist_mask else FullContext(compressor, "tuned")
+            method = (FullContext(compressor, "tuned") if not use_gist_mask
+                      else KeyRoutedGist(compressor) if gist_read == "routed" else Gist(compressor))
             rows = evaluate_documents([method], compressor, documents, max_new_tokens, score_niah, warm_up_first=False)
             present = [row["correct"] for row in rows if row["kind"] == "present"]
             absent = [row["declined"] for row in rows if row["kind"] == "absent"]
