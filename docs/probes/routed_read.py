@@ -6,7 +6,8 @@ documents that hold two or more facts, English and Korean, by dev group (seen wo
 family, keyed) and in all.
 
     python docs/probes/routed_read.py p-two-groups3 48          # the first 48 dev documents per language
-    python docs/probes/routed_read.py p-two-routed3 48 /tmp/niahbig     # another draw of dev documents
+    python docs/probes/routed_read.py p-two-routed3 120 /tmp/dev512/niah 48    # documents 48-119 of a larger draw
+    python docs/probes/routed_read.py p-routed-text 120 /tmp/dev512/niah 0 routed    # the index-routed read only
 """
 import json
 import sys
@@ -21,6 +22,8 @@ from gistkv.training.routes import question_groups
 
 probe, count = sys.argv[1], int(sys.argv[2])
 niah = sys.argv[3] if len(sys.argv) > 3 else f"/work/probes/{probe}/niah"
+start = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+routed_only = sys.argv[5:] == ["routed"]
 c = load_compressor(f"/work/probes/{probe}/gist", base_dir="/work/main/models/base")
 view = c.gist_view
 embed = load_embedder("models/embedder")      # run from the repository root
@@ -28,7 +31,7 @@ embed = load_embedder("models/embedder")      # run from the repository root
 counts = {}
 for lang in ("en", "ko"):
     lines = open(f"{niah}/{lang}/dev.jsonl", encoding="utf-8").read().splitlines()
-    for document in [d for d in map(json.loads, lines[:count]) if len(d["facts"]) >= 2]:
+    for document in [d for d in map(json.loads, lines[start:count]) if len(d["facts"]) >= 2]:
         text = document["context"]
         whole = compress(c, text)
         index = PresenceIndex.build(text, embed, lambda chars: token_of_chars(c.layout, text, chars))
@@ -45,8 +48,8 @@ for lang in ("en", "ko"):
                 ("questions", "router right", "every group", "true group", "index-routed group"), 0))
             row["questions"] += 1
             row["router right"] += routed == truth
-            for name, kv in (("every group", whole), ("true group", whole.only_group(truth, view)),
-                             ("index-routed group", whole.only_group(routed, view))):
+            reads = (("every group", whole), ("true group", whole.only_group(truth, view)))
+            for name, kv in reads[2 if routed_only else 0:] + (("index-routed group", whole.only_group(routed, view)),):
                 row[name] += score_niah(answer(c, kv, question["question"], 16), question)["correct"]
 for key, row in sorted(counts.items()):
     print(key, row)

@@ -16,6 +16,7 @@ import zlib
 from gistkv.core.decode import Decoded
 from gistkv.core.gist import group_of_position, view_groups
 from gistkv.core.prompt import PromptLayout
+from gistkv.core.routing import token_of_chars
 from gistkv.errors import GistkvError
 from gistkv.evaluation.methods import Gist, Prepared
 
@@ -27,7 +28,7 @@ def key_end_token(document: dict, fact: dict, layout: PromptLayout) -> int:
     if start < 0 or offset < 0:
         raise GistkvError(f"document {document.get('id', '?')}: the needle {fact['needle']!r} or its key is not in "
                           "the context; regenerate the NIAH data (dvc repro make_niah).")
-    return len(layout.document_ids(document["context"][:start + offset + len(fact["key"])])) - 1
+    return token_of_chars(layout, document["context"], [start + offset + len(fact["key"]) - 1])[0]
 
 
 def question_groups(document: dict, layout: PromptLayout, groups: int) -> list[int]:
