@@ -6,8 +6,10 @@
     rag<B>/base    the top-k chunks a retriever finds, B tokens in all, read by the base model
     rag<B>/tuned   the same chunks read by the tuned reader
     gist           the document compressed into N gist tokens, stored as a file; the answer reads only it
+                   (all of it, even for a ``gist_read: routed`` compressor: without an index there is no route)
     gist/gated     what ``gistkv ask`` does: the gist, with a passage index stored beside it; a question that
-                   no passage of the document is about is declined without asking the gist (``gated.py``)
+                   no passage of the document is about is declined without asking the gist (``gated.py``), and
+                   a routed compressor reads the group of the closest passage (``gistkv.core.routing``)
     gist/empty     negative control: the gist of an empty document (what the gist model guesses unaided)
 
 A method prepares a document once (``prepare``: read, compress, index) and then answers each question
