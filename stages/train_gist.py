@@ -79,7 +79,7 @@ def main(params: Path = Path("params.yaml"), base: Path = Path("models/base"), n
         # The control: the same recipe and documents, no gist tokens, ordinary attention (no gist params).
         gist = GistParams(num_tokens=0) if control else load_section(params, "gist", GistParams)
         if control:
-            train = dataclasses.replace(train, use_gist_mask=False, distill_from="", gist_view="all")
+            train = dataclasses.replace(train, use_gist_mask=False, distill_from="", gist_view="all", gist_read="all")
         relaunch_distributed(train.num_processes)
         documents = training_documents(niah, train.langs, train.seed)
         held_out = validation_documents(niah, train.langs, train.validation_samples)

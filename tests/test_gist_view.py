@@ -95,6 +95,8 @@ def test_question_groups_follow_the_key_and_draw_one_for_an_absent_answer(tokeni
     moved = dict(document, context=document["context"].replace("The pass key", "The key"))
     with pytest.raises(GistkvError, match="needle"):
         question_groups(moved, layout, 3)
+    recital = {"kind": "recall", "family": "", "name": "", "question": "Recite every number.", "answer": "…"}
+    assert question_groups(dict(early, questions=early["questions"] + [recital]), layout, 3)[-1] == -1   # every group
 
 
 def test_the_routed_training_loss_is_the_loss_of_the_routed_gist(tokenizer, tiny_model):

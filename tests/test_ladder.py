@@ -44,13 +44,13 @@ def test_the_stage_climbs_each_rung_from_the_last_then_trains_from_the_top_and_r
 
 
 def test_the_control_climbs_the_same_ladder_without_gist_tokens(tiny_base, tmp_path):
-    # gist_view: chunks belongs to the gist; the control drops it for its rungs as for its own run
-    params = stage_inputs(tmp_path, ladder=[{"max_steps": 2}], gist_view="chunks")
+    # gist_view: chunks and gist_read: routed belong to the gist; the control drops them for its rungs as for its run
+    params = stage_inputs(tmp_path, ladder=[{"max_steps": 2}], gist_view="chunks", gist_read="routed")
     write_rungs(tmp_path / "niah", [4])
     control = run_stage(params, tiny_base, tmp_path, "--control")["train"]
     assert [(rung["rung"], rung["steps"]) for rung in control["ladder"]] == [(1, 2)] and control["steps"] == 4
     meta = json.loads((tmp_path / "ckpt/ladder/rung1/compressor/compressor.json").read_text())
-    assert meta["num_gist_tokens"] == 0 and meta["use_gist_mask"] is False
+    assert meta["num_gist_tokens"] == 0 and meta["use_gist_mask"] is False and meta["gist_read"] == "all"
 
 
 @pytest.mark.parametrize("change, message", [

@@ -130,6 +130,17 @@ def test_a_damaged_compressor_json_is_a_one_line_error(trained, tmp_path):
         load_compressor(tmp_path / "gist")
 
 
+def test_a_routed_read_of_an_undivided_gist_is_refused(trained, tmp_path):
+    import shutil
+
+    _, root = trained
+    shutil.copytree(root / "gist", tmp_path / "gist")
+    meta = json.loads((tmp_path / "gist/compressor.json").read_text())
+    (tmp_path / "gist/compressor.json").write_text(json.dumps(dict(meta, gist_view="all", gist_read="routed")))
+    with pytest.raises(GistkvError, match="compressor.json: gist_read 'routed' needs a groups:G gist_view, not 'all'"):
+        load_compressor(tmp_path / "gist")
+
+
 @pytest.mark.parametrize("name", ["gist", "full/tuned"])
 def test_methods_answer_with_the_training_layout(readers, name):
     """Evaluation reads a document the way training did (the base weights, adapter off) and continues the

@@ -68,6 +68,9 @@ def test_a_routed_read_without_passage_places_is_one_line(tiny_model, tokenizer,
     gist_kv.extra[PLACES] = torch.zeros(1, dtype=torch.int32)
     with pytest.raises(GistkvError, match="passage index is damaged"):
         PresenceIndex.of(gist_kv)
+    gist_kv.extra[PLACES] = -torch.ones(gist_kv.extra["presence.scales"].shape[0], dtype=torch.int32)
+    with pytest.raises(GistkvError, match="passage index is damaged"):
+        PresenceIndex.of(gist_kv)
 
 
 def test_ask_routes_a_routed_compressor_end_to_end(tiny_base, tmp_path):

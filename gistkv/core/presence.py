@@ -133,7 +133,7 @@ class PresenceIndex:
             raise GistkvError(f"{path}: its passage index was made by embedder {made_by[0]!r} ({made_by[1]} dimensions), "
                               f"not {USE_NAME!r}; compress the document again.")
         ends = tensors.get(PLACES)
-        if ends is not None and tuple(ends.shape) != (tensors[TENSORS[0]].shape[0],):
+        if ends is not None and (tuple(ends.shape) != (tensors[TENSORS[0]].shape[0],) or bool((ends < 0).any())):
             raise GistkvError(f"{path}: its passage index is damaged ({PLACES} must hold one place per passage); "
                               "compress the document again.")
         return cls(tensors[TENSORS[0]], tensors[TENSORS[1]], ends)
