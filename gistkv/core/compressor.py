@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from gistkv.core.decode import model_dtype
-from gistkv.core.gist import GIST_READS, GIST_VIEWS, add_gist_tokens, is_gist_view
+from gistkv.core.gist import GIST_VIEWS, add_gist_tokens, gist_read_problem, is_gist_view
 from gistkv.core.model import load_base
 from gistkv.core.prompt import adds_bos, prompt_layout
 from gistkv.errors import GistkvError
@@ -231,11 +231,8 @@ def load_compressor(gist_dir: str | Path, *, base_dir: str | None = None, device
     context_read = ContextRead.from_meta(meta, meta_path)
     if not is_gist_view(meta.get("gist_view", "all")):
         raise GistkvError(f"{meta_path}: gist_view {meta['gist_view']!r} is not one of {', '.join(GIST_VIEWS)}.")
-    if meta.get("gist_read", "all") not in GIST_READS:
-        raise GistkvError(f"{meta_path}: gist_read {meta['gist_read']!r} is not one of {', '.join(GIST_READS)}.")
-    if meta.get("gist_read", "all") == "routed" and meta.get("gist_view", "all") == "all":     # as TrainParams checks
-        raise GistkvError(f"{meta_path}: gist_read 'routed' needs a gist_view with groups (groups:G or chunks), not 'all'; "
-                          "retrain with train.gist_view: groups:G (or train.gist_read: all).")
+    if read_problem := gist_read_problem(meta.get("gist_read", "all"), meta.get("gist_view", "all")):
+        raise GistkvError(f"{meta_path}: gist_read {read_problem}")
     if slow := slow_autocast_warning(context_read.autocast, base.info["device"]):
         log.warning("%s: %s", meta_path, slow)
     model = PeftModel.from_pretrained(base.model, str(gist_dir / ADAPTER_DIR))

@@ -42,6 +42,21 @@ GIST_VIEWS = ("all", "chunks", "groups:G")
 GIST_READS = ("all", "routed")
 
 
+def gist_read_problem(gist_read: str, gist_view: str) -> str | None:
+    """Why an answer cannot read the gist this way (``train.gist_read`` with ``train.gist_view``), or None: the one
+    rule that training params and a saved compressor.json are both held to.
+
+        >>> gist_read_problem("routed", "groups:3") is None, gist_read_problem("routed", "all")[:24]
+        (True, "'routed' needs a gist_vi")
+    """
+    if gist_read not in GIST_READS:
+        return f"must be one of {', '.join(GIST_READS)}, got {gist_read!r}."
+    if gist_read == "routed" and gist_view == "all":
+        return ("'routed' needs a gist_view with groups (groups:G or chunks), not 'all': there is one group to read; "
+                "set train.gist_view: groups:G (or train.gist_read: all) and retrain.")
+    return None
+
+
 def view_groups(gist_view: str, num_gist: int) -> int | None:
     """How many chunks a gist view splits the context into: None for "all" (no split), ``num_gist`` for
     "chunks", G for "groups:G"; anything else, or more groups than gist tokens, is a one-line error.

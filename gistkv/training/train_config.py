@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gistkv.core.compressor import ContextRead
-from gistkv.core.gist import GIST_READS, GIST_VIEWS, is_gist_view
+from gistkv.core.gist import GIST_VIEWS, gist_read_problem, is_gist_view
 from gistkv.errors import GistkvError
 from gistkv.params import from_mapping, require
 
@@ -111,10 +111,8 @@ class TrainParams:
                 f"must be one of {', '.join(GIST_VIEWS)}, got {self.gist_view!r}.")
         require(self.gist_view == "all" or (self.use_gist_mask and self.context_encoder == "base"), f"{where}.gist_view",
                 f"{self.gist_view} needs the gist mask and context_encoder: base (the two-pass read that masks per gist token).")
-        require(self.gist_read in GIST_READS, f"{where}.gist_read",
-                f"must be one of {', '.join(GIST_READS)}, got {self.gist_read!r}.")
-        require(self.gist_read == "all" or self.gist_view != "all", f"{where}.gist_read",
-                "routed needs a gist_view with groups (groups:G or chunks): with 'all' there is one group to read.")
+        read_problem = gist_read_problem(self.gist_read, self.gist_view)
+        require(read_problem is None, f"{where}.gist_read", str(read_problem))
         if unknown := self.context_read.unknown_value():
             key, value, allowed = unknown
             raise GistkvError(f"{where}.{key}: must be one of {allowed}, got {value!r}.")
