@@ -193,3 +193,17 @@ def test_onset_screen_trains_the_first_steps_of_each_seed(tiny_base, tmp_path):
     assert [row["seed"] for row in rows] == [1, 2] and all(row["loss@2"] > 0 for row in rows)
     assert rows[0]["loss@2"] != rows[1]["loss@2"]                    # another seed, another start
     assert not list(tmp_path.glob("onset-*"))                        # its scratch training is cleaned up
+
+
+def test_a_curriculum_cut_short_says_which_documents_it_never_read(tiny_base, tmp_path, caplog):
+    """Length-sorted and stopped before the pass ends, a run never reads its longest documents: the run warns,
+    train metrics count what it read, and the compressor's trained length is the longest it read."""
+    long = documents(4, start=50)
+    for document in long:
+        document["context"] += " The sea is wide and the hills are far away." * 3
+        document["context_tokens"] = 48
+    result = train_compressor(tiny_base, long + documents(4), documents(2, 100), GistParams(num_tokens=2),
+                              train_params(max_steps=4), tmp_path / "gist", tmp_path / "ckpt", tmp_path / "metrics")
+    assert (result["documents_read"], result["documents"], result["longest_context_read"]) == (4, 8, 16)
+    assert json.loads((tmp_path / "gist/compressor.json").read_text())["trained_context_tokens"] == 16
+    assert "reads 4 of 8 training documents" in caplog.text and "none longer than 16 tokens" in caplog.text

@@ -37,7 +37,7 @@ from gistkv.training.distill import load_teacher
 from gistkv.training.peft_fast import fast_trainable_tokens
 from gistkv.training.read_only_cache import keep_cache_when_checkpointing
 from gistkv.training.train_config import GistParams, TrainParams
-from gistkv.training.train_records import tokenize_documents
+from gistkv.training.train_records import documents_read, tokenize_documents
 from gistkv.training.trainer import make_gist_trainer, make_held_out_accuracy
 from gistkv.training.warm_start import check_same_shape, load_warm_start, warm_start_digest
 
@@ -107,6 +107,13 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
 
     seed_everything(params.seed)
     out_dir, checkpoint_dir, metrics_dir = Path(out_dir), Path(checkpoint_dir), Path(metrics_dir)
+    read, longest_read = documents_read(train_documents, params.max_steps, params.num_processes * params.batch_size
+                                        * params.gradient_accumulation_steps, params.curriculum)
+    if params.curriculum and read < len(train_documents):
+        # a length-sorted pass cut short: the longest documents are tokenized, then never trained on
+        log.warning("train.max_steps=%d reads %d of %d training documents: in curriculum order none longer than %d "
+                    "tokens; raise train.max_steps or lower niah.train.samples_per_length", params.max_steps, read,
+                    len(train_documents), longest_read)
     if torch.cuda.is_available():       # the load's peak is its own, whatever this process held before
         torch.cuda.reset_peak_memory_stats()
     base = load_base(base_dir)
@@ -190,7 +197,7 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
         "quantization": base.info["quantization"], "use_gist_mask": params.use_gist_mask,
         "gist_view": params.gist_view, "gist_read": params.gist_read,
         "context_encoder": params.context_encoder, "context_autocast": params.context_autocast,
-        "trained_context_tokens": max(document["context_tokens"] for document in train_documents),
+        "trained_context_tokens": longest_read,      # the longest document training read, not the longest it held
         "adds_bos": adds_bos(tokenizer),     # reads began with BOS in training; so must every later read
         "chat_template": base.info["chat_template"],     # and were (or were not) turns of the chat template,
         "prompt_layout": base.layout.record(),           # with these ids around every document and query
@@ -204,6 +211,7 @@ def train_compressor(base_dir: str | Path, train_documents: list[dict], validati
             "seed": seed,    # the attempt that trained: train.seed unless the plateau guard restarted
             "plateau_restarts": [{key: entry[key] for key in ("seed", "loss", "train_s")} for entry in restarts],
             "train_wall_s": round(wall_s, 1), "train_tokens_seen": tokens_seen,
+            "documents_read": read, "documents": len(train_documents), "longest_context_read": longest_read,
             # of train_wall_s: the held-out loss/accuracy checks every eval_steps, and the rest (the training itself)
             "held_out_checks_s": round(checks_s, 1), "train_wall_s_without_checks": round(wall_s - checks_s, 1),
             "train_tokens_per_s": round(tokens_seen / run.wall_s, 1) if run.wall_s > 0 else 0.0,

@@ -46,6 +46,20 @@ def training_documents(niah_dir: str | Path, langs: list[str], seed: int) -> lis
     return documents
 
 
+def documents_read(documents: list[dict], max_steps: int, per_step: int, curriculum: bool) -> tuple[int, int]:
+    """How many training documents a run of ``max_steps`` reads (``per_step`` per step: batch x accumulation x
+    processes, one pass at most), and the longest context among them. With ``curriculum`` (one length-sorted pass)
+    those are the shortest: a run that stops early never reads the longest documents; shuffled, any may be read.
+
+        >>> docs = [{"context_tokens": n} for n in (512, 1024, 512, 1024)]
+        >>> documents_read(docs, 2, 1, True), documents_read(docs, 2, 1, False), documents_read(docs, 9, 1, True)
+        ((2, 512), (2, 1024), (4, 1024))
+    """
+    count = min(len(documents), max_steps * per_step)
+    lengths = sorted(document["context_tokens"] for document in documents)
+    return count, lengths[count - 1] if curriculum else lengths[-1]
+
+
 def validation_documents(niah_dir: str | Path, langs: list[str], count: int) -> list[dict]:
     """The first ``count`` dev documents, taken from the languages in turn: the held-out checks of a training
     run measure the dev families and texts, never the test split."""
