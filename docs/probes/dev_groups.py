@@ -21,8 +21,8 @@ for lang in ("en", "ko"):
         for q in d["questions"]:
             if q.get("kind", "present") != "present":
                 continue
-            got = answer(c, kv, q["question"], 12).strip()
+            right = score_niah(answer(c, kv, q["question"], 12).strip(), q)["correct"]
             for cell in ((lang, d["group"]), (lang, "all")):
-                stats[cell][0] += score_niah(got, q)["correct"]; stats[cell][1] += 1
+                stats[cell][0] += right; stats[cell][1] += 1
 print({f"{lang} {group}": f"{a}/{n}" for (lang, group), (a, n) in sorted(stats.items())})
 print("all:", sum(a for (_, g), (a, _) in stats.items() if g == "all"), "/", sum(n for (_, g), (_, n) in stats.items() if g == "all"))
